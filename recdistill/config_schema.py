@@ -1,0 +1,47 @@
+"""The root config schema, registered in Hydra's ConfigStore so mistakes fail at composition.
+
+Each group (dataset, split, distill, evaluator, trainer) is typed by its component's dataclass;
+teacher and student are typed per model: every model's Config is stored as `model_schema/<name>`
+and each model YAML starts from it (`defaults: [/model_schema/<name>@_here_, _self_]`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+
+from recdistill.data.config import DatasetConfig, SplitConfig
+from recdistill.distill.config import DistillConfig
+from recdistill.evaluation.config import EvaluatorConfig
+from recdistill.models.registry import model_classes
+from recdistill.training.config import TrainerConfig
+
+
+@dataclass
+class RunConfig:
+    """One run: the data, the models, the strategy, the protocol and the budget."""
+
+    experiment_name: str = "default"  # names the output folder
+    task: str = "rating"  # rating
+    seed: int = 0
+    device: str = "auto"  # auto (CUDA when available) | cpu | cuda | cuda:N
+    cache_dir: str = "~/.cache/recdistill"  # downloads, splits, text embeddings, teacher checkpoints
+    train_student_alone: bool = True  # also train the student without distillation as the baseline
+    resume: Optional[str] = None  # a run folder to continue (set by `recdistill train resume=PATH`)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    teacher: Any = None
+    student: Any = None
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    evaluator: EvaluatorConfig = field(default_factory=EvaluatorConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+
+def register_schemas() -> None:
+    """Store the root schema and one schema per model in Hydra's ConfigStore."""
+    store = ConfigStore.instance()
+    store.store(name="run_schema", node=RunConfig)
+    for name, model_class in model_classes().items():
+        store.store(group="model_schema", name=name, node=model_class.Config)

@@ -1,0 +1,1 @@
+"""Datasets: readers, downloads, synthetic data, splits and item text embeddings."""

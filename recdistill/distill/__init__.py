@@ -1,0 +1,1 @@
+"""Knowledge extraction from a teacher and the distillation strategies that use it."""

@@ -1,0 +1,1 @@
+"""One module per distillation strategy; `recdistill.distill.registry` discovers them."""

@@ -1,0 +1,1 @@
+"""Metrics as tensor functions, model prediction and efficiency measurement."""

@@ -1,0 +1,1 @@
+"""Recommender models, one per file, all following `recdistill.models.base`."""

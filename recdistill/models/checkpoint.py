@@ -1,0 +1,32 @@
+"""Model checkpoints that hold their own typed config, so a model is rebuilt from the file alone."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from recdistill.models.base import DataShape, RatingModel
+from recdistill.models.registry import build_model
+from recdistill.utils.atomic import torch_save
+
+
+def save_model(path: str | Path, model: RatingModel, state: dict[str, torch.Tensor] | None = None,
+               extra: dict[str, Any] | None = None) -> None:
+    """Atomically save the unwrapped model's config, data shape and weights (`state` or its own)."""
+    torch_save(path, {
+        "config": asdict(model.config),
+        "shape": asdict(model.shape),
+        "state_dict": state if state is not None else model.state_dict(),
+        "extra": extra or {},
+    })
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[RatingModel, dict[str, Any]]:
+    """Rebuild a model from a checkpoint written by `save_model`; returns (model, extra)."""
+    blob = torch.load(path, map_location="cpu", weights_only=False)
+    model = build_model(blob["config"], DataShape(**blob["shape"]))
+    model.load_state_dict(blob["state_dict"])
+    return model.to(device), blob["extra"]

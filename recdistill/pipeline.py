@@ -1,0 +1,219 @@
+"""The four stages of a distillation run: pretrain teacher -> extract -> distill -> evaluate.
+
+Each stage logs what it builds, builds it, runs it and returns its results; `run` reads top to
+bottom as the whole experiment. Stages skip work whose result already exists (a cached teacher, a
+finished student), so `resume=RUN_DIR` continues an interrupted run to the same final metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from recdistill import runinfo
+from recdistill.data.batching import RatingExamples, build_split_examples
+from recdistill.data.loading import load_dataset
+from recdistill.data.splits import Split, load_split, make_split, save_split, split_key
+from recdistill.data.tables import RecData
+from recdistill.data.text_embeddings import item_text_embeddings
+from recdistill.distill.knowledge import TeacherKnowledge
+from recdistill.distill.objective import DistillationObjective, build_objective
+from recdistill.errors import ConfigError
+from recdistill.evaluation.predict import predict
+from recdistill.models.base import DataShape, RatingModel
+from recdistill.models.checkpoint import load_model, save_model
+from recdistill.models.registry import build_model
+from recdistill.reporting.results import RoleResult, evaluate_role, write_results
+from recdistill.training.loop import train
+from recdistill.utils.atomic import write_json
+
+log = logging.getLogger(__name__)
+
+TASKS = ("rating",)
+
+
+@dataclass
+class RunData:
+    """Everything the stages share about the data: tables, split, tensors, sizes."""
+
+    data: RecData
+    split: Split
+    split_key: str
+    examples: dict[str, RatingExamples]
+    shape: DataShape
+
+
+def cache_root(cfg: DictConfig) -> Path:
+    """The expanded cache folder."""
+    return Path(str(cfg.cache_dir)).expanduser()
+
+
+def prepare_data(cfg: DictConfig, run_dir: Path) -> RunData:
+    """Load the dataset, make (or reuse) the split, and build the model inputs under the protocol."""
+    data = load_dataset(cfg.dataset, seed=cfg.seed)
+    key = split_key(OmegaConf.to_container(cfg.dataset), OmegaConf.to_container(cfg.split), cfg.seed)
+    split_dir = cache_root(cfg) / "splits" / key
+    if (split_dir / "test.parquet").exists():
+        split = load_split(split_dir)
+    else:
+        split = make_split(data.interactions, cfg.split, cfg.seed)
+        save_split(split, split_dir)
+    write_json(run_dir / "split.json", {"key": key, "path": str(split_dir), **OmegaConf.to_container(cfg.split),
+                                        "sizes": {n: len(getattr(split, n)) for n in ("train", "valid", "test")}})
+    frames = {"train": split.train, "valid": split.valid, "test": split.test}
+    examples = build_split_examples(frames, cfg.evaluator.history_length)
+    shape = DataShape(n_users=data.n_users, n_items=data.n_items, n_classes=5,
+                      history_length=cfg.evaluator.history_length,
+                      rating_mean=float(split.train["rating"].mean()))
+    log.info("data %s: %d users, %d items; split %s %s -> train %d, valid %d, test %d", data.name, data.n_users,
+             data.n_items, cfg.split.name, key, len(split.train), len(split.valid), len(split.test))
+    return RunData(data, split, key, examples, shape)
+
+
+def new_model(model_cfg: DictConfig, run: RunData, cfg: DictConfig) -> RatingModel:
+    """A freshly initialised model (seeded), with item text embeddings when it reads text."""
+    torch.manual_seed(cfg.seed)
+    model = build_model(model_cfg, run.shape)
+    if getattr(model.config, "text_dim", 0) > 0:
+        if run.data.items is None:
+            raise ConfigError(f"model {model_cfg.name!r} reads item text but dataset {run.data.name!r} has no item table")
+        model.set_text_embeddings(item_text_embeddings(run.data.items, cache_root(cfg)))
+    return model
+
+
+def teacher_key(cfg: DictConfig, run: RunData) -> str:
+    """Hash of everything that determines the trained teacher."""
+    parts = {name: OmegaConf.to_container(cfg[name], resolve=True) for name in ("dataset", "split", "teacher")}
+    parts.update(trainer=OmegaConf.to_container(cfg.trainer.teacher), seed=cfg.seed, task=cfg.task,
+                 history_length=cfg.evaluator.history_length, input_history=cfg.evaluator.input_history,
+                 split_key=run.split_key, format=1)
+    return runinfo.stable_hash(parts)
+
+
+def pretrain_teacher(cfg: DictConfig, run: RunData, run_dir: Path, device: torch.device) -> tuple[RatingModel, dict]:
+    """Stage 1: train the teacher, or load it from the cache keyed by everything that determines it."""
+    key = teacher_key(cfg, run)
+    cached = cache_root(cfg) / "teachers" / f"{key}.pt"
+    if cached.exists():
+        log.info("pretrain: teacher %s found in cache %s", key, cached)
+        teacher, extra = load_model(cached, device)
+        return teacher, {**extra, "key": key, "from_cache": True}
+    log.info("pretrain: training teacher %s (%s)", key, cfg.teacher.name)
+    teacher = new_model(cfg.teacher, run, cfg)
+    result = train(teacher, build_objective(OmegaConf.create({"name": "none", "base_weight": 1.0, "terms": {}})),
+                   run.examples["train"], run.examples["valid"], cfg.trainer.teacher, device, cfg.seed,
+                   run_dir / "checkpoints" / "teacher", "teacher", cfg.trainer.eval_batch_size)
+    teacher.load_state_dict(result.best_state)
+    extra = {"training": result.summary()}
+    save_model(cached, teacher, extra=extra)  # atomic: a partly written entry is never used
+    return teacher, {**extra, "key": key, "from_cache": False}
+
+
+def extract_knowledge(cfg: DictConfig, teacher: RatingModel, key: str, needs: frozenset[str], run: RunData,
+                      run_dir: Path, device: torch.device) -> TeacherKnowledge:
+    """Stage 2: the teacher's outputs on every training example, as much as the strategy needs."""
+    path = run_dir / "knowledge" / "teacher_knowledge.pt"
+    if path.exists():
+        knowledge = TeacherKnowledge.load(path)
+        if knowledge.teacher_key == key and needs <= set(knowledge.tensors):
+            log.info("extract: reusing %s", path)
+            return knowledge
+    output = predict(teacher, run.examples["train"], cfg.trainer.eval_batch_size, device)
+    tensors = {kind: getattr(output, kind) for kind in sorted(needs)}
+    knowledge = TeacherKnowledge(teacher_key=key, tensors=tensors,
+                                 meta={"rows": len(run.examples["train"]), "split_key": run.split_key})
+    knowledge.save(path)
+    log.info("extract: %s for %d training examples -> %s", sorted(needs) or "nothing", len(run.examples["train"]), path)
+    return knowledge
+
+
+def train_student(cfg: DictConfig, role: str, objective: DistillationObjective, run: RunData, run_dir: Path,
+                  device: torch.device) -> tuple[RatingModel, dict]:
+    """Stage 3 (one student): train with `objective`, or load the finished checkpoint of this run."""
+    final = run_dir / "checkpoints" / f"{role}.pt"
+    if final.exists():
+        log.info("distill: %s already finished, loading %s", role, final)
+        return load_model(final, device)
+    student = new_model(cfg.student, run, cfg)
+    log.info("distill: training %s with %s", role, objective.formula())
+    result = train(student, objective, run.examples["train"], run.examples["valid"], cfg.trainer.student, device,
+                   cfg.seed, run_dir / "checkpoints" / role, role, cfg.trainer.eval_batch_size)
+    student.load_state_dict(result.best_state)
+    extra = {"training": result.summary(), "loss_formula": objective.formula()}
+    save_model(final, student, extra=extra)
+    return student, extra
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Run the whole study for one config; returns the metrics dict also written to metrics.json."""
+    if cfg.task not in TASKS:
+        raise ConfigError(f"task {cfg.task!r} unknown; valid: {list(TASKS)}")
+    started = time.time()
+    device = runinfo.resolve_device(cfg.device)
+    log.info("run folder %s, device %s, seed %d", run_dir, device, cfg.seed)
+    stage_seconds: dict[str, float] = {}
+
+    clock = time.perf_counter()
+    run = prepare_data(cfg, run_dir)
+    objective = build_objective(cfg.distill)
+    stage_seconds["data"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    teacher, teacher_info = pretrain_teacher(cfg, run, run_dir, device)
+    stage_seconds["pretrain"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    knowledge = extract_knowledge(cfg, teacher, teacher_info["key"], objective.needs, run, run_dir, device)
+    torch.manual_seed(cfg.seed)  # learnable strategy parts start the same whether or not the teacher was cached
+    objective.setup(knowledge, _student_hidden_dim(cfg, run))
+    stage_seconds["extract"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    models: dict[str, tuple[RatingModel, dict]] = {"teacher": (teacher, teacher_info)}
+    if cfg.train_student_alone:
+        models["student"] = train_student(cfg, "student", build_objective(_no_distillation()), run, run_dir, device)
+    models["student_kd"] = train_student(cfg, "student_kd", objective, run, run_dir, device)
+    stage_seconds["distill"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    results = {role: evaluate_role(role, model, info, run.examples, cfg, device) for role, (model, info) in models.items()}
+    stage_seconds["evaluate"] = time.perf_counter() - clock
+
+    info = {
+        "experiment": cfg.experiment_name, "task": cfg.task, "seed": cfg.seed, "device": str(device),
+        "dataset": cfg.dataset.name, "teacher": cfg.teacher.name, "student": cfg.student.name,
+        "distill": cfg.distill.name, "loss_formula": objective.formula(), "teacher_key": teacher_info["key"],
+        "teacher_from_cache": teacher_info["from_cache"], "split_key": run.split_key,
+        "protocol": protocol(cfg), "stage_seconds": stage_seconds, "seconds": time.time() - started,
+        "versions": runinfo.package_versions(), "git": runinfo.git_revision(),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    return write_results(run_dir, info, results)
+
+
+def _no_distillation() -> DictConfig:
+    return OmegaConf.create({"name": "none", "base_weight": 1.0, "terms": {}})
+
+
+def _student_hidden_dim(cfg: DictConfig, run: RunData) -> int:
+    return build_model(cfg.student, run.shape).hidden_dim
+
+
+def protocol(cfg: DictConfig) -> dict[str, Any]:
+    """The evaluation protocol, written next to every number."""
+    return {
+        "task": cfg.task,
+        "split": OmegaConf.to_container(cfg.split, resolve=True),
+        "input_history": cfg.evaluator.input_history,
+        "visible_splits": {"train": "earlier train", "valid": "train", "test": "train + valid"},
+        "history_length": cfg.evaluator.history_length,
+        "accuracy": "argmax class == true rating",
+        "mae_rmse": "on the expected rating (probability-weighted class values) or the model's point estimate",
+        "model_selection": "best validation epoch by trainer monitor; test never used for selection",
+    }

@@ -1,0 +1,1 @@
+"""Training loops with early stopping and resumable checkpoints."""
