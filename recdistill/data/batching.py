@@ -81,17 +81,14 @@ def build_examples(
     positions = end.unsqueeze(1) + offsets  # (N, L) left-padded window ending before the target
     mask = positions >= start.unsqueeze(1)  # (N, L)
     safe = positions.clamp(min=0)
-    if len(visible_item) == 0:
-        safe = torch.zeros_like(positions)
-        visible_item = torch.zeros(1, dtype=torch.long)
-        visible_class = torch.zeros(1, dtype=torch.long)
-        mask = torch.zeros_like(mask)
+    if len(visible_item) == 0:  # nothing visible: every slot is masked, gather from a dummy row
+        visible_item = visible_class = torch.zeros(1, dtype=torch.long)
     hist_items = torch.where(mask, visible_item[safe] + 1, 0)  # (N, L)
     hist_ratings = torch.where(mask, visible_class[safe], 0)  # (N, L)
 
     rating = torch.from_numpy(targets["rating"].to_numpy().astype(np.float32))
     label = rating.round().long() - 1
-    assert int(label.min()) >= 0 and int(label.max()) < n_classes, "ratings must lie in 1..n_classes"
+    assert len(label) == 0 or (int(label.min()) >= 0 and int(label.max()) < n_classes), "ratings must be 1..C"
     tensors = {
         "index": torch.arange(len(targets)),
         "user": target_user,

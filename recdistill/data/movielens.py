@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from recdistill.data.tables import RecData
 from recdistill.errors import DataError
@@ -27,6 +29,10 @@ GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy",
 KNOWN_GENRES = GENRES[1:]  # 'unknown' means "no genre" and becomes ''
 _TITLE_YEAR = r"^(?P<title>.*?)\s*\((?P<year>\d{4})\)(?:\s*\([A-Z]{1,3}\))?\s*$"
 _ATOMIC_TYPO = "unkonwn"  # RecBole's spelling of 'unknown' for item 267
+
+
+_INT = r"[+-]?\d+"
+_FLOAT = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
 
 
 class _Table:
@@ -42,27 +48,25 @@ class _Table:
             row = int(np.argmax(mask))
             raise DataError(f"{self.path}:{self.lines[row]}: {message}")
 
-    def ints(self, column: str | int, what: str, nullable: bool = False) -> pd.Series:
-        """Parse an integer column; empty cells become <NA> when `nullable`."""
+    def _parse(self, column: str | int, what: str, pattern: str, kind: str, nullable: bool) -> pd.Series:
         text = self.fields[column].str.strip()
-        bad = ~text.str.fullmatch(r"[+-]?\d+")
+        bad = ~text.str.fullmatch(pattern).to_numpy(dtype=bool)
         if nullable:
-            bad &= text != ""
-        self._fail_value(bad, text, f"{what} {{value}} is not an integer")
-        return pd.to_numeric(text.where(text != "", None)).astype("Int64")
+            bad &= (text != "").to_numpy(dtype=bool)
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise DataError(f"{self.path}:{self.lines[row]}: {what} {text.iloc[row]!r} is not {kind}")
+        target = pa.int64() if kind == "an integer" else pa.float64()
+        values = pc.cast(pc.if_else(pc.equal(pa.array(text), ""), None, pa.array(text)), target)
+        return pd.Series(values, dtype="Int64" if target == pa.int64() else "float64")
+
+    def ints(self, column: str | int, what: str, nullable: bool = False) -> pd.Series:
+        """Parse an integer column (Int64); empty cells become <NA> when `nullable`."""
+        return self._parse(column, what, _INT, "an integer", nullable)
 
     def numbers(self, column: str | int, what: str) -> np.ndarray:
-        """Parse a finite numeric column."""
-        text = self.fields[column].str.strip()
-        values = pd.to_numeric(text, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-        self._fail_value(~np.isfinite(values), text, f"{what} {{value}} is not a number")
-        return values
-
-    def _fail_value(self, mask: pd.Series | np.ndarray, text: pd.Series, message: str) -> None:
-        mask = np.asarray(mask, dtype=bool)
-        if mask.any():
-            row = int(np.argmax(mask))
-            raise DataError(f"{self.path}:{self.lines[row]}: " + message.format(value=repr(text.iloc[row])))
+        """Parse a numeric column into float64."""
+        return self._parse(column, what, _FLOAT, "a number", False).to_numpy()
 
 
 def _read(path: Path, sep: str, encoding: str, n_cols: int | None = None, header: bool = False) -> _Table:
@@ -76,30 +80,33 @@ def _read(path: Path, sep: str, encoding: str, n_cols: int | None = None, header
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         raise DataError(f"{path}:{line}: not valid {encoding} text ({exc.reason})") from exc
-    lines = pd.Series(text.split("\n"), dtype=object).str.rstrip("\r")
+    lines = pc.utf8_rtrim(pa.array(text.split("\n")), characters="\r")
     numbers = np.arange(1, len(lines) + 1)
-    keep = (lines.str.strip() != "").to_numpy()
-    lines, numbers = lines[keep].reset_index(drop=True), numbers[keep]
+    keep = pc.not_equal(pc.utf8_trim_whitespace(lines), "").to_numpy(zero_copy_only=False)
+    lines, numbers = lines.filter(pa.array(keep)), numbers[keep]
     if len(lines) == 0:
         raise DataError(f"{path}: file is empty")
     names: list[str | int] = list(range(n_cols or 0))
     if header:
-        names = [h.strip() for h in lines.iloc[0].split(sep)]
+        first = lines[0].as_py()
+        names = [h.strip() for h in first.split(sep)]
         if not all(re.fullmatch(r"[^:\s]+:[a-z_]+", h) for h in names):
             raise DataError(f"{path}:{numbers[0]}: missing atomic header like 'user_id:token' "
-                            f"(found {lines.iloc[0][:80]!r})")
+                            f"(found {first[:80]!r})")
         names = [h.split(":")[0] for h in names]
-        lines, numbers = lines.iloc[1:].reset_index(drop=True), numbers[1:]
+        lines, numbers = lines[1:], numbers[1:]
         if len(lines) == 0:
             raise DataError(f"{path}: file has a header but no rows")
-    counts = lines.str.count(re.escape(sep)).to_numpy() + 1
+    counts = pc.count_substring(lines, sep).to_numpy() + 1
     bad = counts != len(names)
     if bad.any():
         row = int(np.argmax(bad))
         raise DataError(f"{path}:{numbers[row]}: expected {len(names)} columns separated by {sep!r}, "
                         f"found {counts[row]}")
-    fields = lines.str.split(sep, expand=True, regex=False)
-    fields.columns = names
+    parts = pc.split_pattern(lines, pattern=sep).flatten()  # row-major (n * k,)
+    k = len(names)
+    fields = pd.DataFrame({name: pd.Series(parts.take(pa.array(np.arange(j, len(parts), k))), dtype="str")
+                           for j, name in enumerate(names)})
     return _Table(path, fields, numbers)
 
 
@@ -174,12 +181,12 @@ def _build(name: str, inter: _Table, user: pd.Series, item: pd.Series, rating: n
 
 
 def _item_frame(title: pd.Series, year: pd.Series, genres: pd.Series) -> pd.DataFrame:
-    return pd.DataFrame({"title": title.astype(str).to_numpy(), "year": year.astype("Int64").to_numpy(),
+    return pd.DataFrame({"title": title.astype(str).to_numpy(), "year": year.astype("Int64").array,
                          "genres": genres.astype(str).to_numpy()})
 
 
 def _user_frame(age: pd.Series, gender: pd.Series, occupation: pd.Series) -> pd.DataFrame:
-    return pd.DataFrame({"age": age.astype("Int64").to_numpy(),
+    return pd.DataFrame({"age": age.astype("Int64").array,
                          "gender": gender.str.strip().astype(str).to_numpy(),
                          "occupation": occupation.str.strip().astype(str).to_numpy()})
 

