@@ -59,7 +59,7 @@ def prepare_data(cfg: DictConfig, run_dir: Path) -> RunData:
     data = load_dataset(cfg.dataset, seed=cfg.seed)
     key = split_key(OmegaConf.to_container(cfg.dataset), OmegaConf.to_container(cfg.split), cfg.seed)
     split_dir = cache_root(cfg) / "splits" / key
-    if (split_dir / "test.parquet").exists():
+    if (split_dir / "split.json").exists():  # written last by save_split: the entry is complete
         split = load_split(split_dir)
     else:
         split = make_split(data.interactions, cfg.split, cfg.seed)
@@ -141,11 +141,12 @@ def train_student(cfg: DictConfig, role: str, objective: DistillationObjective, 
         log.info("distill: %s already finished, loading %s", role, final)
         return load_model(final, device)
     student = new_model(cfg.student, run, cfg)
-    log.info("distill: training %s with %s", role, objective.formula())
+    log.info("distill: training %s", role)
     result = train(student, objective, run.examples["train"], run.examples["valid"], cfg.trainer.student, device,
                    cfg.seed, run_dir / "checkpoints" / role, role, cfg.trainer.eval_batch_size)
     student.load_state_dict(result.best_state)
-    extra = {"training": result.summary(), "loss_formula": objective.formula()}
+    extra = {"training": result.summary(), "loss_formula": objective.formula()}  # names seen in training
+    log.info("distill: %s trained with %s", role, extra["loss_formula"])
     save_model(final, student, extra=extra)
     return student, extra
 
@@ -188,7 +189,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     info = {
         "experiment": cfg.experiment_name, "task": cfg.task, "seed": cfg.seed, "device": str(device),
         "dataset": cfg.dataset.name, "teacher": cfg.teacher.name, "student": cfg.student.name,
-        "distill": cfg.distill.name, "loss_formula": objective.formula(), "teacher_key": teacher_info["key"],
+        "distill": cfg.distill.name, "loss_formula": models["student_kd"][1].get("loss_formula"), "teacher_key": teacher_info["key"],
         "teacher_from_cache": teacher_info["from_cache"], "split_key": run.split_key,
         "protocol": protocol(cfg), "stage_seconds": stage_seconds, "seconds": time.time() - started,
         "versions": runinfo.package_versions(), "git": runinfo.git_revision(),

@@ -192,4 +192,5 @@ def test_describe(tmp_path: Path) -> None:
     assert info["density"] == pytest.approx(10 / 18)
     assert info["rating_histogram"] == {"1": 2, "2": 1, "3": 2, "4": 3, "5": 2}
     assert info["interactions_per_user"]["min"] == 3 and info["interactions_per_user"]["max"] == 4
-    assert info["time_span"]["first"].startswith("1997-09-20") and info["time_span"]["days"] > 150
+    assert info["time_span"] == {"first": "1997-09-22T22:02:38+00:00", "last": "1998-02-27T04:00:00+00:00",
+                                 "days": 157.2}

@@ -10,6 +10,7 @@ marker (which records the file checksums) already inside, so a half-written entr
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import logging
 import os
@@ -25,6 +26,7 @@ from typing import Any, Callable
 
 from recdistill.data.config import DATASET_SOURCES
 from recdistill.errors import ConfigError, DataError, DownloadError
+from recdistill.utils.atomic import write_json
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +101,8 @@ def _cached(directory: Path, names: tuple[str, ...]) -> bool:
 
 def _publish(staging: Path, final: Path, names: tuple[str, ...], origin: dict[str, Any]) -> Path:
     """Write the marker into `staging`, then rename it to `final` (replacing a stale entry)."""
-    marker = {"origin": origin, "sha256": {n: file_digest(staging / n) for n in names}}
-    (staging / MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+    write_json(staging / MARKER, {"origin": origin, "sha256": {n: file_digest(staging / n) for n in names}})
+    staging.chmod(0o755)  # mkdtemp made it private
     if final.exists() and not _cached(final, names):
         shutil.rmtree(final)
     try:
@@ -157,7 +159,7 @@ def _fetch_grouplens(root: Path, url: str, opener: Opener, timeout: float, check
         with os.fdopen(fd, "wb") as dst, opener(url, timeout=timeout) as response:
             shutil.copyfileobj(response, dst)
         return _native_from_zip(part, root, checksums, url)
-    except (OSError, ValueError) as exc:  # URLError, timeouts and bad URLs
+    except (OSError, ValueError, http.client.HTTPException) as exc:  # URLError, timeouts, bad URLs
         raise DownloadError(f"could not download {url}: {exc}") from exc
     finally:
         part.unlink(missing_ok=True)
@@ -206,8 +208,8 @@ def _hand_placed_native(root: Path, failures: list[str]) -> Path | None:
         failures.append(f"{native} lacks {', '.join(missing)}")
         return None
     log.warning("Using hand-placed files in %s (no published checksums to verify them against)", native)
-    marker = {"origin": {"source": "hand-placed"}, "sha256": {n: file_digest(native / n) for n in NATIVE_FILES}}
-    (native / MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+    write_json(native / MARKER, {"origin": {"source": "hand-placed"},
+                                 "sha256": {n: file_digest(native / n) for n in NATIVE_FILES}})
     return native
 
 

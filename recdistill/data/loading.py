@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 def load_dataset(cfg: DatasetConfig, seed: int = 0) -> RecData:
     """Build the RecData named by `cfg.name` (seed only matters for synthetic data)."""
+    if cfg.min_user_interactions < 0:
+        raise ConfigError(f"dataset.min_user_interactions={cfg.min_user_interactions} must be >= 0")
     if cfg.name == "movielens_100k":
         local_dir = Path(cfg.local_dir).expanduser() if cfg.local_dir else None
         directory, fmt = fetch_movielens_100k(Path(cfg.cache_dir).expanduser(), cfg.source, local_dir)
@@ -32,8 +34,6 @@ def load_dataset(cfg: DatasetConfig, seed: int = 0) -> RecData:
         data = generate_synthetic(cfg.synthetic, seed)
     else:
         raise ConfigError(f"dataset.name={cfg.name!r} is not one of {', '.join(DATASET_NAMES)}")
-    if cfg.min_user_interactions < 0:
-        raise ConfigError(f"dataset.min_user_interactions={cfg.min_user_interactions} must be >= 0")
     return filter_min_user_interactions(data, cfg.min_user_interactions)
 
 

@@ -1,7 +1,8 @@
 """Read MovieLens-100K from GroupLens' native files or RecBole's atomic files into one RecData.
 
 Both readers give identical tables for the same data: titles without the trailing "(1995)",
-the year as Int64 (taken from the title; a trailing "(V)" video marker is dropped), genres
+the year as Int64 (from the title, where a trailing "(V)" video marker is dropped; native files
+fall back to the release date's year when the title has none), genres
 '|'-joined in GENRES order with 'unknown' dropped, and raw ids sorted numerically -> 0..n-1.
 Known RecBole quirks are undone: item 267's 'unkonwn' title/year and item 1412, whose
 "(1995)" RecBole left in the title while putting 'V' in release_year.

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 RATING_SHARES = (0.06, 0.11, 0.27, 0.34, 0.22)  # share of ratings 1..5, close to MovieLens-100K
 START_TIME = 1_577_836_800  # 2020-01-01 UTC
+AFFINITY_WEIGHT = 2.0  # weight of taste x factors against log-popularity when users pick items
 _MOODS = ("Dark", "Bright", "Silent", "Wild", "Golden", "Broken", "Secret", "Last", "Crimson",
           "Frozen", "Hidden", "Electric", "Lonely", "Burning", "Distant", "Iron")
 _NOUNS = ("River", "Empire", "Garden", "Machine", "Summer", "Harbor", "Kingdom", "Signal",
@@ -78,7 +79,8 @@ def generate_synthetic(cfg: SyntheticConfig, seed: int) -> RecData:
     mean = cfg.interactions_per_user
     activity = np.rint(mean * rng.lognormal(-0.125, 0.5, n_users)).astype(np.int64)
     counts = np.clip(activity, min(5, mean, n_items), n_items)  # (U,)
-    user, item = _choose_items(rng, 0.5 * (taste_start + taste_end), factors, log_pop, counts)
+    mid_taste = AFFINITY_WEIGHT * 0.5 * (taste_start + taste_end)  # (U, K)
+    user, item = _choose_items(rng, mid_taste, factors, log_pop, counts)
 
     # Time order: items that suit the end taste better than the start taste come later.
     a_start = np.einsum("nk,nk->n", taste_start[user], factors[item])  # (N,)
