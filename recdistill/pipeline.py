@@ -17,7 +17,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from recdistill import runinfo
-from recdistill.data.batching import RatingExamples, build_split_examples
+from recdistill.data.batching import RatingWindows, TrainingSequences, build_split_data
 from recdistill.data.loading import load_dataset
 from recdistill.data.splits import Split, load_split, make_split, save_split, split_key
 from recdistill.data.tables import RecData
@@ -36,6 +36,8 @@ from recdistill.utils.atomic import write_json
 log = logging.getLogger(__name__)
 
 TASKS = ("rating",)
+#: Part of every teacher cache key; bump it when model code changes what a checkpoint means.
+TEACHER_CACHE_FORMAT = 2
 
 
 @dataclass
@@ -45,7 +47,8 @@ class RunData:
     data: RecData
     split: Split
     split_key: str
-    examples: dict[str, RatingExamples]
+    train: TrainingSequences  # causal chunks of the training split, for training and extraction
+    windows: dict[str, RatingWindows]  # one exact-protocol window per target, for evaluation
     shape: DataShape
 
 
@@ -67,13 +70,13 @@ def prepare_data(cfg: DictConfig, run_dir: Path) -> RunData:
     write_json(run_dir / "split.json", {"key": key, "path": str(split_dir), **OmegaConf.to_container(cfg.split),
                                         "sizes": {n: len(getattr(split, n)) for n in ("train", "valid", "test")}})
     frames = {"train": split.train, "valid": split.valid, "test": split.test}
-    examples = build_split_examples(frames, cfg.evaluator.history_length)
+    train, windows = build_split_data(frames, cfg.evaluator.history_length)
     shape = DataShape(n_users=data.n_users, n_items=data.n_items, n_classes=5,
                       history_length=cfg.evaluator.history_length,
                       rating_mean=float(split.train["rating"].mean()))
     log.info("data %s: %d users, %d items; split %s %s -> train %d, valid %d, test %d", data.name, data.n_users,
              data.n_items, cfg.split.name, key, len(split.train), len(split.valid), len(split.test))
-    return RunData(data, split, key, examples, shape)
+    return RunData(data, split, key, train, windows, shape)
 
 
 def new_model(model_cfg: DictConfig, run: RunData, cfg: DictConfig) -> RatingModel:
@@ -92,7 +95,7 @@ def teacher_key(cfg: DictConfig, run: RunData) -> str:
     parts = {name: OmegaConf.to_container(cfg[name], resolve=True) for name in ("dataset", "split", "teacher")}
     parts.update(trainer=OmegaConf.to_container(cfg.trainer.teacher), seed=cfg.seed, task=cfg.task,
                  history_length=cfg.evaluator.history_length, input_history=cfg.evaluator.input_history,
-                 split_key=run.split_key, format=1)
+                 split_key=run.split_key, format=TEACHER_CACHE_FORMAT)
     return runinfo.stable_hash(parts)
 
 
@@ -102,12 +105,15 @@ def pretrain_teacher(cfg: DictConfig, run: RunData, run_dir: Path, device: torch
     cached = cache_root(cfg) / "teachers" / f"{key}.pt"
     if cached.exists():
         log.info("pretrain: teacher %s found in cache %s", key, cached)
-        teacher, extra = load_model(cached, device)
-        return teacher, {**extra, "key": key, "from_cache": True}
+        try:
+            teacher, extra = load_model(cached, device)
+            return teacher, {**extra, "key": key, "from_cache": True}
+        except (RuntimeError, KeyError, EOFError) as error:  # written by incompatible code: retrain
+            log.warning("pretrain: cached teacher %s is unusable (%s); training it again", cached, error)
     log.info("pretrain: training teacher %s (%s)", key, cfg.teacher.name)
     teacher = new_model(cfg.teacher, run, cfg)
     result = train(teacher, build_objective(OmegaConf.create({"name": "none", "base_weight": 1.0, "terms": {}})),
-                   run.examples["train"], run.examples["valid"], cfg.trainer.teacher, device, cfg.seed,
+                   run.train, run.windows["valid"], cfg.trainer.teacher, device, cfg.seed,
                    run_dir / "checkpoints" / "teacher", "teacher", cfg.trainer.eval_batch_size)
     teacher.load_state_dict(result.best_state)
     extra = {"training": result.summary()}
@@ -124,12 +130,12 @@ def extract_knowledge(cfg: DictConfig, teacher: RatingModel, key: str, needs: fr
         if knowledge.teacher_key == key and needs <= set(knowledge.tensors):
             log.info("extract: reusing %s", path)
             return knowledge
-    output = predict(teacher, run.examples["train"], cfg.trainer.eval_batch_size, device)
+    output = predict(teacher, run.train, cfg.trainer.eval_batch_size, device)
     tensors = {kind: getattr(output, kind) for kind in sorted(needs)}
     knowledge = TeacherKnowledge(teacher_key=key, tensors=tensors,
-                                 meta={"rows": len(run.examples["train"]), "split_key": run.split_key})
+                                 meta={"rows": len(run.train), "split_key": run.split_key})
     knowledge.save(path)
-    log.info("extract: %s for %d training examples -> %s", sorted(needs) or "nothing", len(run.examples["train"]), path)
+    log.info("extract: %s for %d training examples -> %s", sorted(needs) or "nothing", len(run.train), path)
     return knowledge
 
 
@@ -142,7 +148,7 @@ def train_student(cfg: DictConfig, role: str, objective: DistillationObjective, 
         return load_model(final, device)
     student = new_model(cfg.student, run, cfg)
     log.info("distill: training %s", role)
-    result = train(student, objective, run.examples["train"], run.examples["valid"], cfg.trainer.student, device,
+    result = train(student, objective, run.train, run.windows["valid"], cfg.trainer.student, device,
                    cfg.seed, run_dir / "checkpoints" / role, role, cfg.trainer.eval_batch_size)
     student.load_state_dict(result.best_state)
     extra = {"training": result.summary(), "loss_formula": objective.formula()}  # names seen in training
@@ -183,7 +189,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     stage_seconds["distill"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    results = {role: evaluate_role(role, model, info, run.examples, cfg, device) for role, (model, info) in models.items()}
+    results = {role: evaluate_role(role, model, info, run.windows, cfg, device) for role, (model, info) in models.items()}
     stage_seconds["evaluate"] = time.perf_counter() - clock
 
     info = {

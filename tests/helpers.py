@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from recdistill.data.batching import build_split_examples
+from recdistill.data.batching import build_split_data
 from recdistill.models.base import DataShape
 
 
@@ -22,11 +22,12 @@ def random_split_frames(n_users: int = 20, per_user: int = 12, n_items: int = 30
     return {"train": train, "valid": valid, "test": test}
 
 
-def small_examples(history_length: int = 4, **kwargs):
-    """(examples per split, DataShape) for a small random dataset."""
+def small_data(history_length: int = 4, **kwargs):
+    """(training sequences, windows per split, DataShape) for a small random dataset."""
     frames = random_split_frames(**kwargs)
     n_users = int(max(f["user"].max() for f in frames.values())) + 1
     n_items = int(max(f["item"].max() for f in frames.values())) + 1
     shape = DataShape(n_users=n_users, n_items=n_items, history_length=history_length,
                       rating_mean=float(frames["train"]["rating"].mean()))
-    return build_split_examples(frames, history_length), shape
+    train, windows = build_split_data(frames, history_length)
+    return train, windows, shape

@@ -7,12 +7,12 @@ from recdistill.models.biased_mf import BiasedMF, BiasedMFConfig
 from recdistill.models.checkpoint import load_model, save_model
 from recdistill.models.rating_transformer import RatingTransformer, RatingTransformerConfig
 from recdistill.models.registry import build_model, model_classes
-from tests.helpers import small_examples
+from tests.helpers import small_data
 
 
 def test_every_model_returns_the_contract_shapes():
-    examples, shape = small_examples()
-    batch = examples["train"].batch(torch.arange(7))
+    _, windows, shape = small_data()
+    batch = windows["train"].batch(torch.arange(7))
     assert set(model_classes()) >= {"rating_transformer", "biased_mf"}
     for name in model_classes():
         torch.manual_seed(0)
@@ -25,19 +25,50 @@ def test_every_model_returns_the_contract_shapes():
         total.backward()  # every loss term is differentiable
 
 
-def test_transformer_prediction_does_not_depend_on_padding_or_masked_slots():
-    examples, shape = small_examples(history_length=6)
-    model = RatingTransformer(RatingTransformerConfig(dim=8, dropout=0.0), shape).eval()
-    batch = examples["test"].batch(torch.arange(5))
+def test_transformer_ignores_unreadable_slots_and_the_targets_own_rating():
+    _, windows, shape = small_data(history_length=6)
+    model = RatingTransformer(RatingTransformerConfig(dim=8, n_layers=2, dropout=0.0), shape).eval()
+    batch = windows["test"].batch(torch.arange(5))
     altered = dict(batch)
-    # garbage in masked slots must not change anything
-    altered["hist_items"] = torch.where(batch["hist_mask"], batch["hist_items"], 3)
-    altered["hist_ratings"] = torch.where(batch["hist_mask"], batch["hist_ratings"], 2)
+    readable = batch["seq_visible"]
+    altered["seq_items"] = torch.where(readable | batch["seq_target"], batch["seq_items"], 3)
+    altered["seq_ratings"] = torch.where(readable, batch["seq_ratings"], 2)  # incl. the target's own slot
     torch.testing.assert_close(model(batch).logits, model(altered).logits)
 
 
+def test_a_slot_never_sees_its_own_or_later_ratings_in_a_training_chunk():
+    train, _, shape = small_data(history_length=6)
+    model = RatingTransformer(RatingTransformerConfig(dim=8, n_layers=2, dropout=0.0), shape).eval()
+    batch = next(train.batches(64))
+    logits = model(batch).logits
+    altered = dict(batch)
+    ratings = batch["seq_ratings"].clone()
+    ratings[:, 3:] = torch.where(ratings[:, 3:] > 0, 6 - ratings[:, 3:], 0)  # flip ratings from slot 3 on
+    altered["seq_ratings"] = ratings
+    first_slots = batch["seq_target"].clone()
+    first_slots[:, 4:] = False  # targets at slots 0..3 read only slots before them
+    changed = model(altered).logits
+    torch.testing.assert_close(changed[first_slots[batch["seq_target"]]], logits[first_slots[batch["seq_target"]]])
+    assert not torch.allclose(changed, logits)  # later slots do read earlier ratings
+
+
+def test_training_chunks_and_evaluation_windows_agree_on_the_same_history():
+    train, windows, shape = small_data(history_length=5)
+    torch.manual_seed(0)
+    model = RatingTransformer(RatingTransformerConfig(dim=8, n_layers=2, dropout=0.0), shape).eval()
+    from recdistill.evaluation.predict import predict
+
+    from_chunks = predict(model, train, 64, "cpu").logits  # epoch 0: each user's first chunk starts at slot 0
+    from_windows = predict(model, windows["train"], 64, "cpu").logits
+    # a user's first history_length + 1 training interactions have the same history in both layouts
+    position = train.position[torch.argsort(train.sort)]  # position of each split row in its user's sequence
+    same = position <= 5
+    torch.testing.assert_close(from_chunks[same], from_windows[same], atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(from_chunks[~same], from_windows[~same])  # later ones lose context at chunk starts
+
+
 def test_transformer_text_embeddings_change_item_inputs():
-    _, shape = small_examples()
+    _, _, shape = small_data()
     model = RatingTransformer(RatingTransformerConfig(dim=8, text_dim=3), shape)
     text = torch.randn(shape.n_items, 3)
     model.set_text_embeddings(text)
@@ -46,22 +77,22 @@ def test_transformer_text_embeddings_change_item_inputs():
 
 
 def test_biased_mf_argmax_is_the_class_nearest_its_prediction():
-    examples, shape = small_examples()
+    _, windows, shape = small_data()
     model = BiasedMF(BiasedMFConfig(dim=4), shape).eval()
     with torch.no_grad():
         model.item_bias.weight.uniform_(-2, 2)
-        output = model(examples["train"].batch(torch.arange(30)))
+        output = model(windows["train"].batch(torch.arange(30)))
     nearest = output.rating.round().clamp(1, 5).long() - 1
     assert torch.equal(output.logits.argmax(-1), nearest)
 
 
 def test_checkpoint_rebuilds_the_model_alone(tmp_path):
-    examples, shape = small_examples()
+    _, windows, shape = small_data()
     torch.manual_seed(1)
     model = RatingTransformer(RatingTransformerConfig(dim=8, text_dim=2), shape).eval()
     model.set_text_embeddings(torch.randn(shape.n_items, 2))
     save_model(tmp_path / "m.pt", model, extra={"note": 1})
     loaded, extra = load_model(tmp_path / "m.pt")
-    batch = examples["valid"].batch(torch.arange(4))
+    batch = windows["valid"].batch(torch.arange(4))
     torch.testing.assert_close(loaded.eval()(batch).logits, model(batch).logits)
     assert extra == {"note": 1}

@@ -8,22 +8,23 @@ from recdistill.distill.objective import build_objective
 from recdistill.models.rating_transformer import RatingTransformer, RatingTransformerConfig
 from recdistill.training import loop
 from recdistill.training.config import LoopConfig
-from tests.helpers import small_examples
+from tests.helpers import small_data
 
 NO_DISTILL = OmegaConf.create({"name": "none", "base_weight": 1.0, "terms": {}})
 
 
-def fit(checkpoint_dir, config, examples, shape):
+def fit(checkpoint_dir, config, data, shape):
+    train, windows = data
     torch.manual_seed(0)
     model = RatingTransformer(RatingTransformerConfig(dim=8), shape)
-    result = loop.train(model, build_objective(NO_DISTILL), examples["train"], examples["valid"], config,
+    result = loop.train(model, build_objective(NO_DISTILL), train, windows["valid"], config,
                         torch.device("cpu"), seed=0, checkpoint_dir=checkpoint_dir, label="test")
     return model, result
 
 
 def test_training_reduces_the_loss(tmp_path):
-    examples, shape = small_examples()
-    _, result = fit(tmp_path, LoopConfig(epochs=6, batch_size=16, lr=1e-2, patience=10), examples, shape)
+    train, windows, shape = small_data()
+    _, result = fit(tmp_path, LoopConfig(epochs=6, batch_size=16, lr=1e-2, patience=10), (train, windows), shape)
     losses = result.history["train_loss"].tolist()
     assert losses[-1] < losses[0]
     assert result.best_epoch == int(result.history["valid_mae"].idxmin()) + 1
@@ -31,9 +32,9 @@ def test_training_reduces_the_loss(tmp_path):
 
 def test_interrupted_training_resumes_to_the_same_result(tmp_path, monkeypatch):
     torch.set_num_threads(1)
-    examples, shape = small_examples()
+    train, windows, shape = small_data()
     config = LoopConfig(epochs=4, batch_size=16, lr=1e-2, patience=10)
-    _, full = fit(tmp_path / "full", config, examples, shape)
+    _, full = fit(tmp_path / "full", config, (train, windows), shape)
 
     calls = {"n": 0}
     real_save = loop.torch_save
@@ -46,9 +47,9 @@ def test_interrupted_training_resumes_to_the_same_result(tmp_path, monkeypatch):
 
     monkeypatch.setattr(loop, "torch_save", save_then_crash)
     with pytest.raises(KeyboardInterrupt):
-        fit(tmp_path / "cut", config, examples, shape)
+        fit(tmp_path / "cut", config, (train, windows), shape)
     monkeypatch.setattr(loop, "torch_save", real_save)
-    _, resumed = fit(tmp_path / "cut", config, examples, shape)
+    _, resumed = fit(tmp_path / "cut", config, (train, windows), shape)
 
     assert resumed.history["epoch"].tolist() == [1, 2, 3, 4]
     assert resumed.best_valid == full.best_valid
@@ -57,8 +58,8 @@ def test_interrupted_training_resumes_to_the_same_result(tmp_path, monkeypatch):
 
 
 def test_unknown_monitor_is_a_config_error(tmp_path):
-    examples, shape = small_examples()
+    train, windows, shape = small_data()
     from recdistill.errors import ConfigError
 
     with pytest.raises(ConfigError, match="valid"):
-        fit(tmp_path, LoopConfig(monitor="ndcg"), examples, shape)
+        fit(tmp_path, LoopConfig(monitor="ndcg"), (train, windows), shape)

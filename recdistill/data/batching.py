@@ -1,15 +1,26 @@
 """Turn split interactions into model-ready tensors for the rating task.
 
 Input protocol: to predict one interaction, a model reads the same user's *visible* interactions
-that came earlier in time (at most `history_length` of them, most recent last). Which splits are
-visible is the evaluation protocol: by default training targets see earlier training interactions,
-validation targets see training ones, and test targets see training and validation ones — never a
-test rating. Everything is gathered with tensor index operations, no per-row Python.
+that came earlier in time (at most `history_length` of them). Which splits are visible is the
+evaluation protocol: training targets see earlier training interactions, validation targets see
+training ones, test targets see training and validation ones — never a test rating.
+
+Every batch is a set of rows of time-ordered interaction slots (see `recdistill.models.base`):
+a slot may be *visible* (its rating can be read by later slots of the row) and/or a *target* (its
+rating is predicted). Two layouts produce such rows:
+
+- `RatingWindows` (evaluation, extraction): one row per target, its `history_length` latest
+  visible interactions followed by the target itself. Exact protocol, any split.
+- `TrainingSequences` (training): each user's training interactions cut into chunks of
+  `history_length + 1` slots, every slot visible and a target. A causal model predicts all slots
+  of a chunk in one pass, each from the slots before it, which is ~history_length times cheaper
+  than one window per target. Chunk boundaries shift by half a chunk on odd epochs.
+
+Everything is gathered with tensor index operations, no per-row Python.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
@@ -18,6 +29,9 @@ import torch
 
 #: Which splits each target split may read as input history (the default protocol).
 VISIBLE_SPLITS = {"train": ("train",), "valid": ("train",), "test": ("train", "valid")}
+
+#: Per-target fields of a batch, flattened over its target slots in row-major order.
+TARGET_FIELDS = ("index", "user", "item", "rating", "label")
 
 
 def time_order(interactions: pd.DataFrame) -> np.ndarray:
@@ -29,91 +43,140 @@ def time_order(interactions: pd.DataFrame) -> np.ndarray:
     return rank
 
 
-@dataclass
-class RatingExamples:
-    """All tensors of one split's targets: ids, labels and padded histories (see models.base)."""
+def _target_fields(frame: pd.DataFrame) -> dict[str, torch.Tensor]:
+    rating = torch.from_numpy(frame["rating"].to_numpy().astype(np.float32))
+    label = rating.round().long() - 1
+    assert len(label) == 0 or int(label.min()) >= 0, "ratings must be 1 or more"
+    return {
+        "index": torch.arange(len(frame)),
+        "user": torch.from_numpy(frame["user"].to_numpy().astype(np.int64)),
+        "item": torch.from_numpy(frame["item"].to_numpy().astype(np.int64)),
+        "rating": rating,
+        "label": label,
+    }
 
-    tensors: dict[str, torch.Tensor]
+
+class RatingWindows:
+    """One row per target: its latest visible history, left-padded, then the target slot."""
+
+    def __init__(self, targets: dict[str, torch.Tensor], hist_items: torch.Tensor, hist_ratings: torch.Tensor,
+                 hist_mask: torch.Tensor) -> None:
+        self.targets = targets  # TARGET_FIELDS, (N,) each
+        self.hist_items, self.hist_ratings, self.hist_mask = hist_items, hist_ratings, hist_mask  # (N, L)
 
     def __len__(self) -> int:
-        return len(self.tensors["label"])
+        return len(self.targets["label"])
 
-    def batch(self, index: torch.Tensor, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
-        """Rows `index` of every tensor, moved to `device`."""
-        return {name: tensor[index].to(device, non_blocking=True) for name, tensor in self.tensors.items()}
+    def batch(self, rows: torch.Tensor, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+        """The batch for targets `rows`, on `device`."""
+        n = len(rows)
+        last = torch.ones(n, 1, dtype=torch.bool)
+        batch = {
+            "seq_items": torch.cat([self.hist_items[rows], self.targets["item"][rows, None] + 1], 1),  # (B, L+1)
+            "seq_ratings": torch.cat([self.hist_ratings[rows], torch.zeros(n, 1, dtype=torch.long)], 1),
+            "seq_visible": torch.cat([self.hist_mask[rows], ~last], 1),
+            "seq_target": torch.cat([torch.zeros_like(self.hist_mask[rows]), last], 1),
+            **{name: tensor[rows] for name, tensor in self.targets.items()},
+        }
+        return {name: tensor.to(device, non_blocking=True) for name, tensor in batch.items()}
 
-    def batches(
-        self,
-        batch_size: int,
-        device: torch.device | str = "cpu",
-        generator: torch.Generator | None = None,
-    ) -> Iterator[dict[str, torch.Tensor]]:
-        """Batches in order, or shuffled by `generator` when one is given."""
+    def batches(self, batch_size: int, device: torch.device | str = "cpu",
+                generator: torch.Generator | None = None, epoch: int = 0) -> Iterator[dict[str, torch.Tensor]]:
+        """Batches of `batch_size` targets, in order or shuffled by `generator`."""
         n = len(self)
         order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
         for start in range(0, n, batch_size):
             yield self.batch(order[start : start + batch_size], device)
 
 
-def build_examples(
-    targets: pd.DataFrame,
-    visible: pd.DataFrame,
-    order_of_row: np.ndarray,
-    history_length: int,
-    n_classes: int = 5,
-) -> RatingExamples:
-    """Examples for `targets`, each with the user's `visible` interactions earlier than it.
+def build_windows(targets: pd.DataFrame, visible: pd.DataFrame, order_of_row: np.ndarray,
+                  history_length: int) -> RatingWindows:
+    """Windows for `targets`, each with the user's `visible` interactions earlier than it.
 
     `order_of_row[row]` is the global time-order key from `time_order` (indexed by original row).
     """
     visible_key = order_of_row[visible["row"].to_numpy()]
     sort = np.argsort(visible_key, kind="stable")
     visible_key = torch.from_numpy(visible_key[sort])
-    visible_user = torch.from_numpy(visible["user"].to_numpy()[sort])
-    visible_item = torch.from_numpy(visible["item"].to_numpy()[sort])
+    visible_user = torch.from_numpy(visible["user"].to_numpy().astype(np.int64)[sort])
+    visible_item = torch.from_numpy(visible["item"].to_numpy().astype(np.int64)[sort])
     visible_class = torch.from_numpy(visible["rating"].to_numpy()[sort]).round().long()  # 1..C
 
-    target_user = torch.from_numpy(targets["user"].to_numpy().astype(np.int64))
+    fields = _target_fields(targets)
     target_key = torch.from_numpy(order_of_row[targets["row"].to_numpy()])
     end = torch.searchsorted(visible_key, target_key)  # (N,) first visible slot not earlier
-    start = torch.searchsorted(visible_user, target_user)  # (N,) the user's first visible slot
-    offsets = torch.arange(-history_length, 0)  # (L,)
-    positions = end.unsqueeze(1) + offsets  # (N, L) left-padded window ending before the target
+    start = torch.searchsorted(visible_user, fields["user"])  # (N,) the user's first visible slot
+    positions = end.unsqueeze(1) + torch.arange(-history_length, 0)  # (N, L) window ending before target
     mask = positions >= start.unsqueeze(1)  # (N, L)
     safe = positions.clamp(min=0)
     if len(visible_item) == 0:  # nothing visible: every slot is masked, gather from a dummy row
         visible_item = visible_class = torch.zeros(1, dtype=torch.long)
     hist_items = torch.where(mask, visible_item[safe] + 1, 0)  # (N, L)
     hist_ratings = torch.where(mask, visible_class[safe], 0)  # (N, L)
-
-    rating = torch.from_numpy(targets["rating"].to_numpy().astype(np.float32))
-    label = rating.round().long() - 1
-    assert len(label) == 0 or (int(label.min()) >= 0 and int(label.max()) < n_classes), "ratings must be 1..C"
-    tensors = {
-        "index": torch.arange(len(targets)),
-        "user": target_user,
-        "item": torch.from_numpy(targets["item"].to_numpy().astype(np.int64)),
-        "rating": rating,
-        "label": label,
-        "hist_items": hist_items,
-        "hist_ratings": hist_ratings,
-        "hist_mask": mask,
-    }
-    return RatingExamples(tensors)
+    return RatingWindows(fields, hist_items, hist_ratings, mask)
 
 
-def build_split_examples(
+class TrainingSequences:
+    """A split's interactions as per-user chunks where every slot is visible and a target."""
+
+    def __init__(self, frame: pd.DataFrame, order_of_row: np.ndarray, chunk_length: int) -> None:
+        key = order_of_row[frame["row"].to_numpy()]
+        self.sort = torch.from_numpy(np.argsort(key, kind="stable"))  # split rows in (user, time) order
+        self.targets = _target_fields(frame)
+        user = self.targets["user"][self.sort]
+        first = torch.searchsorted(user, user)  # (N,) slot of the user's first interaction
+        self.position = torch.arange(len(user)) - first  # (N,) position within the user's sequence
+        self.chunk_length = chunk_length
+
+    def __len__(self) -> int:
+        return len(self.targets["label"])
+
+    def layout(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(chunk id, slot) of every interaction in sorted order for this epoch's chunking."""
+        offset = (epoch % 2) * (self.chunk_length // 2)
+        shifted = self.position + offset
+        chunk_in_user = shifted // self.chunk_length
+        user = self.targets["user"][self.sort]
+        boundary = torch.ones(len(user), dtype=torch.bool)
+        boundary[1:] = (user[1:] != user[:-1]) | (chunk_in_user[1:] != chunk_in_user[:-1])
+        chunk = torch.cumsum(boundary.long(), 0) - 1  # (N,) consecutive chunk ids
+        return chunk, shifted % self.chunk_length
+
+    def batches(self, batch_size: int, device: torch.device | str = "cpu",
+                generator: torch.Generator | None = None, epoch: int = 0) -> Iterator[dict[str, torch.Tensor]]:
+        """Batches of about `batch_size` targets (whole chunks), chunks shuffled by `generator`."""
+        chunk, slot = self.layout(epoch)
+        n_chunks = int(chunk[-1]) + 1 if len(chunk) else 0
+        rows = self.sort  # split row of each sorted interaction
+        table = torch.full((n_chunks, self.chunk_length), -1, dtype=torch.long)
+        table[chunk, slot] = rows  # (R, S) split row per slot, -1 = empty
+        order = torch.randperm(n_chunks, generator=generator) if generator is not None else torch.arange(n_chunks)
+        chunks_per_batch = max(1, batch_size // self.chunk_length)
+        for start in range(0, n_chunks, chunks_per_batch):
+            slots = table[order[start : start + chunks_per_batch]]  # (B, S)
+            filled = slots >= 0
+            safe = slots.clamp(min=0)
+            batch = {
+                "seq_items": torch.where(filled, self.targets["item"][safe] + 1, 0),
+                "seq_ratings": torch.where(filled, self.targets["label"][safe] + 1, 0),
+                "seq_visible": filled,
+                "seq_target": filled,
+                **{name: tensor[slots[filled]] for name, tensor in self.targets.items()},
+            }
+            yield {name: tensor.to(device, non_blocking=True) for name, tensor in batch.items()}
+
+
+def build_split_data(
     splits: dict[str, pd.DataFrame],
     history_length: int,
     visible_splits: dict[str, tuple[str, ...]] = VISIBLE_SPLITS,
-) -> dict[str, RatingExamples]:
-    """Examples for every split under the visibility protocol `visible_splits`."""
+) -> tuple[TrainingSequences, dict[str, RatingWindows]]:
+    """Training sequences for the train split and evaluation windows for every split."""
     all_interactions = pd.concat(list(splits.values()), ignore_index=True)
-    order = time_order(all_interactions)
     order_of_row = np.empty(int(all_interactions["row"].max()) + 1, dtype=np.int64)
-    order_of_row[all_interactions["row"].to_numpy()] = order
-    examples = {}
+    order_of_row[all_interactions["row"].to_numpy()] = time_order(all_interactions)
+    windows = {}
     for name, targets in splits.items():
         visible = pd.concat([splits[source] for source in visible_splits[name]], ignore_index=True)
-        examples[name] = build_examples(targets, visible, order_of_row, history_length)
-    return examples
+        windows[name] = build_windows(targets, visible, order_of_row, history_length)
+    return TrainingSequences(splits["train"], order_of_row, history_length + 1), windows

@@ -1,13 +1,16 @@
 """The contract every rating model follows, so any model can be teacher or student.
 
-A rating batch is a dict of tensors (built by `recdistill.data.batching`):
-    index        (B,)    row of the target interaction in its split
-    user, item   (B,)    internal ids of the target interaction
-    rating       (B,)    true rating, float (1..n_classes)
-    label        (B,)    true class, long (rating - 1)
-    hist_items   (B, L)  the user's visible earlier items, item id + 1, 0 = padding (left-padded)
-    hist_ratings (B, L)  their ratings as class + 1, 0 = padding
-    hist_mask    (B, L)  True where a history slot holds an interaction
+A rating batch (built by `recdistill.data.batching`) holds rows of time-ordered slots:
+    seq_items    (B, S)  item id + 1 per slot, 0 = empty
+    seq_ratings  (B, S)  rating class + 1 of visible slots, 0 elsewhere (never a target's own)
+    seq_visible  (B, S)  True where later slots of the row may read this slot (item and rating)
+    seq_target   (B, S)  True where the slot's rating is to be predicted
+and, flattened over the target slots in row-major order (M targets):
+    index        (M,)    row of the target interaction in its split
+    user, item   (M,)    internal ids of the target interaction
+    rating       (M,)    true rating, float (1..n_classes)
+    label        (M,)    true class, long (rating - 1)
+A model predicts each target only from the visible slots *before* it in its row.
 """
 
 from __future__ import annotations
@@ -22,9 +25,9 @@ from torch import nn
 class RatingOutput(NamedTuple):
     """What a rating model returns for a batch."""
 
-    logits: torch.Tensor  # (B, C) scores over rating classes
-    rating: torch.Tensor  # (B,) point estimate of the rating, used for MAE and RMSE
-    hidden: torch.Tensor  # (B, D) the representation that feature distillation reads
+    logits: torch.Tensor  # (M, C) scores over rating classes, one row per target
+    rating: torch.Tensor  # (M,) point estimate of the rating, used for MAE and RMSE
+    hidden: torch.Tensor  # (M, D) the representation that feature distillation reads
 
 
 @dataclass
@@ -51,5 +54,5 @@ class RatingModel(nn.Module):
         raise NotImplementedError  # pragma: no cover - abstract
 
     def represent(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Hidden state that feature distillation reads, (B, hidden_dim)."""
+        """Hidden state that feature distillation reads, (M, hidden_dim)."""
         return self.forward(batch).hidden

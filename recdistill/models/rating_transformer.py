@@ -1,10 +1,13 @@
-"""A Transformer that reads a user's recent rated history and predicts the rating of a target item.
+"""A causal Transformer that reads a user's earlier rated interactions and predicts a rating.
 
-Each history slot is one token: item embedding + rating embedding + position embedding. The target
-item is the last token, marked with a dedicated "unknown rating" embedding; its output state is the
-model's hidden representation and feeds a classifier over the rating classes. With `text_dim > 0`
-the item embedding also carries a projection of frozen pretrained text embeddings of the item
-(the teacher's knowledge from language-model pretraining).
+Each slot's query stream carries only its item; the key/value stream adds the
+slot's rating. Attention from slot t reaches only *visible* slots j < t, so a slot's own rating —
+and any other target's — never informs its prediction, while one pass over a training chunk
+predicts every slot from the ones before it. A learned start slot gives every row something to
+attend to. Order enters only as a learned per-head bias on the distance t - j (no absolute
+positions), so a target's prediction depends on its history alone, not on where the row puts it:
+a training chunk and an evaluation window with the same history give the same output. With `text_dim > 0` item embeddings also carry a projection of frozen pretrained text
+embeddings (the teacher's knowledge from language-model pretraining).
 """
 
 from __future__ import annotations
@@ -23,13 +26,47 @@ class RatingTransformerConfig:
     """Architecture of a rating Transformer; the teacher and student differ only in these sizes."""
 
     name: str = "rating_transformer"
-    dim: int = 32  # width of every token
-    n_layers: int = 1  # Transformer encoder blocks
+    dim: int = 32  # width of every slot
+    n_layers: int = 1  # attention blocks
     n_heads: int = 2  # attention heads per block
     ff_mult: int = 2  # feed-forward width = ff_mult * dim
     dropout: float = 0.1
     text_dim: int = 0  # size of pretrained item text embeddings; 0 = no text input
     label_smoothing: float = 0.0
+
+
+class EarlierSlotsBlock(nn.Module):
+    """Pre-norm block: attention from each slot to the allowed earlier slots, then feed-forward."""
+
+    def __init__(self, dim: int, n_heads: int, ff_mult: int, dropout: float, max_distance: int) -> None:
+        super().__init__()
+        self.distance_bias = nn.Parameter(torch.zeros(n_heads, max_distance + 1))  # index 0 = start slot
+        self.n_heads = n_heads
+        self.dropout = dropout
+        self.norm_query = nn.LayerNorm(dim)
+        self.norm_memory = nn.LayerNorm(dim)
+        self.query = nn.Linear(dim, dim)
+        self.key_value = nn.Linear(dim, 2 * dim)
+        self.out = nn.Linear(dim, dim)
+        self.norm_ff = nn.LayerNorm(dim)
+        self.ff = nn.Sequential(nn.Linear(dim, ff_mult * dim), nn.GELU(), nn.Linear(ff_mult * dim, dim))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, states: torch.Tensor, ratings: torch.Tensor, allowed: torch.Tensor,
+                distance: torch.Tensor) -> torch.Tensor:
+        """states, ratings (B, S, D); allowed (B, S, S) query may read key; distance (S, S) bias index."""
+        batch, length, dim = states.shape
+        bias = self.distance_bias[:, distance]  # (H, S, S)
+        mask = torch.where(allowed.unsqueeze(1), bias, float("-inf"))  # (B, H, S, S)
+        heads = lambda x: x.view(batch, length, self.n_heads, dim // self.n_heads).transpose(1, 2)  # noqa: E731
+        query = heads(self.query(self.norm_query(states)))  # (B, H, S, Dh)
+        key, value = self.key_value(self.norm_memory(states + ratings)).chunk(2, dim=-1)  # (B, S, D) each
+        attended = F.scaled_dot_product_attention(
+            query, heads(key), heads(value), attn_mask=mask,
+            dropout_p=self.dropout if self.training else 0.0,
+        )  # (B, H, S, Dh)
+        states = states + self.drop(self.out(attended.transpose(1, 2).reshape(batch, length, dim)))
+        return states + self.drop(self.ff(self.norm_ff(states)))
 
 
 class RatingTransformer(RatingModel):
@@ -44,28 +81,23 @@ class RatingTransformer(RatingModel):
         self.shape = shape
         self.hidden_dim = config.dim
         dim = config.dim
-        self.item_embedding = nn.Embedding(shape.n_items + 1, dim, padding_idx=0)  # 0 = padding
-        # rating tokens: 0 = padding, 1..C = observed class, C + 1 = the target's unknown rating
-        self.rating_embedding = nn.Embedding(shape.n_classes + 2, dim, padding_idx=0)
-        self.position_embedding = nn.Embedding(shape.history_length + 1, dim)
+        self.item_embedding = nn.Embedding(shape.n_items + 1, dim, padding_idx=0)  # 0 = empty slot
+        self.rating_embedding = nn.Embedding(shape.n_classes + 1, dim, padding_idx=0)  # 0 = not readable
+        self.start = nn.Parameter(torch.zeros(dim))
         self.register_buffer("text_embeddings", torch.zeros(shape.n_items + 1, config.text_dim))
         self.text_projection = nn.Linear(config.text_dim, dim) if config.text_dim > 0 else None
-        layer = nn.TransformerEncoderLayer(
-            d_model=dim,
-            nhead=config.n_heads,
-            dim_feedforward=config.ff_mult * dim,
-            dropout=config.dropout,
-            batch_first=True,
-            norm_first=True,
+        self.blocks = nn.ModuleList(
+            EarlierSlotsBlock(dim, config.n_heads, config.ff_mult, config.dropout, shape.history_length + 1)
+            for _ in range(config.n_layers)
         )
-        self.encoder = nn.TransformerEncoder(layer, config.n_layers, enable_nested_tensor=False)
         self.final_norm = nn.LayerNorm(dim)
-        self.dropout = nn.Dropout(config.dropout)
+        self.drop = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(dim, shape.n_classes)
         self.register_buffer("class_values", torch.arange(1, shape.n_classes + 1, dtype=torch.float32))
-        nn.init.normal_(self.item_embedding.weight, std=0.02)
-        nn.init.normal_(self.rating_embedding.weight, std=0.02)
-        nn.init.normal_(self.position_embedding.weight, std=0.02)
+        for embedding in (self.item_embedding, self.rating_embedding):
+            nn.init.normal_(embedding.weight, std=0.02)
+            if embedding.padding_idx is not None:
+                embedding.weight.data[embedding.padding_idx].zero_()
 
     def set_text_embeddings(self, embeddings: torch.Tensor) -> None:
         """Install the frozen item text embeddings, (n_items, text_dim), row i = internal item i."""
@@ -74,28 +106,31 @@ class RatingTransformer(RatingModel):
         self.text_embeddings[1:] = embeddings.to(self.text_embeddings)
 
     def embed_items(self, item_tokens: torch.Tensor) -> torch.Tensor:
-        """Embed item tokens (id + 1, 0 = padding), any shape (...,) -> (..., D)."""
+        """Embed item tokens (id + 1, 0 = empty), any shape (...,) -> (..., D)."""
         vectors = self.item_embedding(item_tokens)
         if self.text_projection is not None:
             vectors = vectors + self.text_projection(self.text_embeddings[item_tokens])
         return vectors
 
     def forward(self, batch: dict[str, torch.Tensor]) -> RatingOutput:
-        hist_items, hist_ratings, hist_mask = batch["hist_items"], batch["hist_ratings"], batch["hist_mask"]
-        batch_size, length = hist_items.shape
-        target_items = (batch["item"] + 1).unsqueeze(1)  # (B, 1)
-        target_rating = torch.full_like(target_items, self.shape.n_classes + 1)
-        items = torch.cat([hist_items, target_items], dim=1)  # (B, L + 1)
-        ratings = torch.cat([hist_ratings, target_rating], dim=1)  # (B, L + 1)
-        positions = torch.arange(length + 1, device=items.device)  # (L + 1,)
-        tokens = self.embed_items(items) + self.rating_embedding(ratings) + self.position_embedding(positions)
-        tokens = self.dropout(tokens)  # (B, L + 1, D)
-        target_valid = torch.ones(batch_size, 1, dtype=torch.bool, device=items.device)
-        padding = ~torch.cat([hist_mask, target_valid], dim=1)  # (B, L + 1), True = ignore
-        states = self.encoder(tokens, src_key_padding_mask=padding)  # (B, L + 1, D)
-        hidden = self.final_norm(states[:, -1])  # (B, D)
-        logits = self.classifier(self.dropout(hidden))  # (B, C)
-        expected = logits.softmax(dim=-1) @ self.class_values  # (B,)
+        items, visible = batch["seq_items"], batch["seq_visible"]
+        batch_size, length = items.shape
+        assert length <= self.shape.history_length + 1, f"rows of {length} slots exceed history_length + 1"
+        start = self.start.expand(batch_size, 1, -1)  # (B, 1, D)
+        states = torch.cat([start, self.embed_items(items)], dim=1)  # (B, S + 1, D)
+        states = self.drop(states)
+        ratings = F.pad(self.rating_embedding(batch["seq_ratings"]), (0, 0, 1, 0))  # (B, S + 1, D)
+        readable = F.pad(visible, (1, 0), value=True)  # (B, S + 1) the start slot is always readable
+        slots = torch.arange(length + 1, device=items.device)
+        earlier = slots.unsqueeze(1) > slots.unsqueeze(0)  # (S + 1, S + 1) key strictly before query
+        allowed = (earlier & readable.unsqueeze(1)) | (slots == 0)  # (B, S + 1, S + 1)
+        distance = (slots.unsqueeze(1) - slots.unsqueeze(0)).clamp(min=0)  # (S + 1, S + 1)
+        distance[:, 0] = 0  # the start slot has its own bias, whatever the distance
+        for block in self.blocks:
+            states = block(states, ratings, allowed, distance)
+        hidden = self.final_norm(states[:, 1:][batch["seq_target"]])  # (M, D)
+        logits = self.classifier(self.drop(hidden))  # (M, C)
+        expected = logits.softmax(dim=-1) @ self.class_values  # (M,)
         return RatingOutput(logits=logits, rating=expected, hidden=hidden)
 
     def loss(self, batch: dict[str, torch.Tensor], output: RatingOutput) -> dict[str, torch.Tensor]:

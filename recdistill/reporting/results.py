@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
-from recdistill.data.batching import RatingExamples
+from recdistill.data.batching import RatingWindows
 from recdistill.evaluation.efficiency import efficiency_report
 from recdistill.evaluation.predict import predict
 from recdistill.evaluation.rating_metrics import per_user_rating_metrics, rating_metrics
@@ -39,20 +39,20 @@ class RoleResult:
     history: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
-def evaluate_role(role: str, model: RatingModel, info: dict, examples: dict[str, RatingExamples], cfg: DictConfig,
+def evaluate_role(role: str, model: RatingModel, info: dict, windows: dict[str, RatingWindows], cfg: DictConfig,
                   device: torch.device) -> RoleResult:
     """Valid/test metrics, per-user test metrics and efficiency of one trained model."""
     block: dict[str, Any] = {"model": model.config.name}
     per_user = pd.DataFrame()
     for split in ("valid", "test"):
-        output = predict(model, examples[split], cfg.trainer.eval_batch_size, device)
-        truth = examples[split].tensors["rating"]
+        output = predict(model, windows[split], cfg.trainer.eval_batch_size, device)
+        truth = windows[split].targets["rating"]
         block[split] = rating_metrics(output.logits, output.rating, truth)
         if split == "test":
-            per_user = per_user_rating_metrics(examples[split].tensors["user"], output.logits, output.rating, truth)
+            per_user = per_user_rating_metrics(windows[split].targets["user"], output.logits, output.rating, truth)
             per_user.insert(0, "role", role)
-    latency_rows = torch.arange(min(cfg.evaluator.latency_batch_size, len(examples["test"])))
-    block["efficiency"] = efficiency_report(model, examples["test"].batch(latency_rows, device),
+    latency_rows = torch.arange(min(cfg.evaluator.latency_batch_size, len(windows["test"])))
+    block["efficiency"] = efficiency_report(model, windows["test"].batch(latency_rows, device),
                                             n_repeats=cfg.evaluator.latency_repeats)
     training = dict(info.get("training", {}))
     history = pd.DataFrame(training.pop("history", []))

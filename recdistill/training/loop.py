@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from recdistill.data.batching import RatingExamples
+from recdistill.data.batching import RatingWindows, TrainingSequences
 from recdistill.distill.objective import DistillationObjective
 from recdistill.errors import ConfigError
 from recdistill.evaluation.predict import predict
@@ -57,8 +57,8 @@ def _improved(value: float, best: float | None, higher_is_better: bool) -> bool:
 def train(
     model: RatingModel,
     objective: DistillationObjective,
-    train_examples: RatingExamples,
-    valid_examples: RatingExamples,
+    train_data: TrainingSequences | RatingWindows,
+    valid_data: RatingWindows,
     config: LoopConfig,
     device: torch.device,
     seed: int,
@@ -88,10 +88,10 @@ def train(
         log.info("%s: resuming from %s after epoch %d", label, last_path, state["epoch"])
 
     finished = state["bad_epochs"] >= config.patience or state["epoch"] >= config.epochs
-    n_batches = -(-len(train_examples) // config.batch_size)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[status]}"), TimeElapsedColumn(), transient=True) as progress:
-        task = progress.add_task(label, total=config.epochs * n_batches, completed=state["epoch"] * n_batches,
+        task = progress.add_task(label, total=config.epochs * len(train_data),
+                                 completed=state["epoch"] * len(train_data),
                                  status="")
         while not finished:
             epoch = state["epoch"] + 1
@@ -100,7 +100,7 @@ def train(
             objective.on_epoch_start(epoch)
             generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
             sums: dict[str, float] = {}
-            for batch in train_examples.batches(config.batch_size, device, generator):
+            for batch in train_data.batches(config.batch_size, device, generator, epoch):
                 output = model(batch)
                 terms = objective(model.loss(batch, output), output, batch)
                 optimizer.zero_grad(set_to_none=True)
@@ -111,11 +111,11 @@ def train(
                 size = len(batch["label"])
                 for name, value in terms.items():
                     sums[name] = sums.get(name, 0.0) + float(value.detach()) * size
-                progress.advance(task)
-            valid_output = predict(model, valid_examples, eval_batch_size, device)
-            valid = rating_metrics(valid_output.logits, valid_output.rating, valid_examples.tensors["rating"])
+                progress.advance(task, size)
+            valid_output = predict(model, valid_data, eval_batch_size, device)
+            valid = rating_metrics(valid_output.logits, valid_output.rating, valid_data.targets["rating"])
             seconds = time.perf_counter() - started
-            row = {"epoch": epoch, **{f"train_{k}": v / len(train_examples) for k, v in sums.items()},
+            row = {"epoch": epoch, **{f"train_{k}": v / len(train_data) for k, v in sums.items()},
                    **{f"valid_{k}": v for k, v in valid.items()}, "seconds": seconds}
             state["history"].append(row)
             state["seconds"] += seconds
