@@ -86,6 +86,9 @@ class RatingTransformer(RatingModel):
         self.start = nn.Parameter(torch.zeros(dim))
         self.register_buffer("text_embeddings", torch.zeros(shape.n_items + 1, config.text_dim))
         self.text_projection = nn.Linear(config.text_dim, dim) if config.text_dim > 0 else None
+        padding_row = torch.zeros(shape.n_items + 1, 1, dtype=torch.bool)
+        padding_row[0] = True
+        self.register_buffer("_padding_row", padding_row, persistent=False)
         self.blocks = nn.ModuleList(
             EarlierSlotsBlock(dim, config.n_heads, config.ff_mult, config.dropout, shape.history_length + 1)
             for _ in range(config.n_layers)
@@ -107,10 +110,12 @@ class RatingTransformer(RatingModel):
 
     def embed_items(self, item_tokens: torch.Tensor) -> torch.Tensor:
         """Embed item tokens (id + 1, 0 = empty), any shape (...,) -> (..., D)."""
-        vectors = self.item_embedding(item_tokens)
-        if self.text_projection is not None:
-            vectors = vectors + self.text_projection(self.text_embeddings[item_tokens])
-        return vectors
+        if self.text_projection is None:
+            return self.item_embedding(item_tokens)
+        # project the whole (n_items + 1, text_dim) table once: far cheaper than per slot
+        table = self.item_embedding.weight + self.text_projection(self.text_embeddings)  # (I + 1, D)
+        table = table.masked_fill(self._padding_row, 0.0)
+        return F.embedding(item_tokens, table)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> RatingOutput:
         items, visible = batch["seq_items"], batch["seq_visible"]
