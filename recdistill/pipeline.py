@@ -17,7 +17,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from recdistill import runinfo
-from recdistill.data.batching import RatingWindows, TrainingSequences, build_split_data
+from recdistill.data.batching import RatingWindows, TrainingSequences, UserRows, build_split_data, build_user_rows
 from recdistill.data.loading import load_dataset
 from recdistill.data.splits import Split, load_split, make_split, save_split, split_key
 from recdistill.data.tables import RecData
@@ -48,7 +48,8 @@ class RunData:
     split: Split
     split_key: str
     train: TrainingSequences  # causal chunks of the training split, for training and extraction
-    windows: dict[str, RatingWindows]  # one exact-protocol window per target, for evaluation
+    windows: dict[str, RatingWindows]  # one exact-protocol window per target
+    evaluation: dict[str, UserRows | RatingWindows]  # the same inputs, per user where the split allows
     shape: DataShape
 
 
@@ -76,7 +77,8 @@ def prepare_data(cfg: DictConfig, run_dir: Path) -> RunData:
                       rating_mean=float(split.train["rating"].mean()))
     log.info("data %s: %d users, %d items; split %s %s -> train %d, valid %d, test %d", data.name, data.n_users,
              data.n_items, cfg.split.name, key, len(split.train), len(split.valid), len(split.test))
-    return RunData(data, split, key, train, windows, shape)
+    evaluation = {name: build_user_rows(w) or w for name, w in windows.items()}
+    return RunData(data, split, key, train, windows, evaluation, shape)
 
 
 def new_model(model_cfg: DictConfig, run: RunData, cfg: DictConfig) -> RatingModel:
@@ -113,7 +115,7 @@ def pretrain_teacher(cfg: DictConfig, run: RunData, run_dir: Path, device: torch
     log.info("pretrain: training teacher %s (%s)", key, cfg.teacher.name)
     teacher = new_model(cfg.teacher, run, cfg)
     result = train(teacher, build_objective(OmegaConf.create({"name": "none", "base_weight": 1.0, "terms": {}})),
-                   run.train, run.windows["valid"], cfg.trainer.teacher, device, cfg.seed,
+                   run.train, run.evaluation["valid"], cfg.trainer.teacher, device, cfg.seed,
                    run_dir / "checkpoints" / "teacher", "teacher", cfg.trainer.eval_batch_size)
     teacher.load_state_dict(result.best_state)
     extra = {"training": result.summary()}
@@ -148,7 +150,7 @@ def train_student(cfg: DictConfig, role: str, objective: DistillationObjective, 
         return load_model(final, device)
     student = new_model(cfg.student, run, cfg)
     log.info("distill: training %s", role)
-    result = train(student, objective, run.train, run.windows["valid"], cfg.trainer.student, device,
+    result = train(student, objective, run.train, run.evaluation["valid"], cfg.trainer.student, device,
                    cfg.seed, run_dir / "checkpoints" / role, role, cfg.trainer.eval_batch_size)
     student.load_state_dict(result.best_state)
     extra = {"training": result.summary(), "loss_formula": objective.formula()}  # names seen in training
@@ -189,7 +191,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     stage_seconds["distill"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    results = {role: evaluate_role(role, model, info, run.windows, cfg, device) for role, (model, info) in models.items()}
+    results = {role: evaluate_role(role, model, info, run, cfg, device) for role, (model, info) in models.items()}
     stage_seconds["evaluate"] = time.perf_counter() - clock
 
     info = {

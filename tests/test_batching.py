@@ -63,3 +63,21 @@ def test_training_chunks_hold_each_training_row_once_per_epoch_in_time_order():
     # epoch 1 shifts chunk boundaries by one slot: user 0's items 10 | 11, 12 instead of 10, 11 | 12
     rows = [b["seq_items"].tolist() for b in train.batches(100, epoch=1)][0]
     assert [0, 11] in rows and [12, 13] in rows
+
+
+def test_user_rows_only_when_no_visible_interaction_falls_between_targets():
+    from recdistill.data.batching import build_user_rows
+
+    _, windows = build_split_data(splits(), history_length=3)
+    rows = build_user_rows(windows["test"])
+    assert rows is not None
+    batch = next(rows.batches(10))
+    # user 0: history 12, 13, 14 then target 15; user 1: history 21 then target 22
+    assert batch["seq_items"].tolist() == [[12, 13, 14, 15], [0, 0, 21, 22]]
+    assert batch["seq_target"][:, -1].all() and not batch["seq_visible"][:, -1].any()
+
+    interleaved = splits()
+    interleaved["train"].loc[interleaved["train"]["item"] == 12, "timestamp"] = 6  # train after a test target
+    interleaved["test"] = pd.concat([interleaved["test"], frame([(7, 0, 15, 3, 7)])])
+    _, windows = build_split_data(interleaved, history_length=3)
+    assert build_user_rows(windows["test"]) is None

@@ -96,3 +96,18 @@ def test_checkpoint_rebuilds_the_model_alone(tmp_path):
     batch = windows["valid"].batch(torch.arange(4))
     torch.testing.assert_close(loaded.eval()(batch).logits, model(batch).logits)
     assert extra == {"note": 1}
+
+
+def test_per_user_evaluation_rows_give_exactly_the_window_predictions():
+    from recdistill.data.batching import build_user_rows
+    from recdistill.evaluation.predict import predict
+
+    _, windows, shape = small_data(history_length=5)
+    torch.manual_seed(0)
+    model = RatingTransformer(RatingTransformerConfig(dim=8, n_layers=2, dropout=0.0), shape).eval()
+    for split in ("valid", "test"):
+        rows = build_user_rows(windows[split])
+        assert rows is not None and len(rows) == len(windows[split])
+        by_rows = predict(model, rows, 7, "cpu")  # small batches: users split across several batches
+        by_windows = predict(model, windows[split], 7, "cpu")
+        torch.testing.assert_close(by_rows.logits, by_windows.logits, atol=1e-5, rtol=1e-5)

@@ -11,6 +11,10 @@ rating is predicted). Two layouts produce such rows:
 
 - `RatingWindows` (evaluation, extraction): one row per target, its `history_length` latest
   visible interactions followed by the target itself. Exact protocol, any split.
+- `UserRows` (evaluation, when a split allows it): one row per user, the latest visible history
+  followed by all of the user's targets, which cannot read each other. Valid when no visible
+  interaction falls between a user's targets (chronological splits); every target then has the
+  same history as its window, at a fraction of the cost.
 - `TrainingSequences` (training): each user's training interactions cut into chunks of
   `history_length + 1` slots, every slot visible and a target. A causal model predicts all slots
   of a chunk in one pass, each from the slots before it, which is ~history_length times cheaper
@@ -60,9 +64,11 @@ class RatingWindows:
     """One row per target: its latest visible history, left-padded, then the target slot."""
 
     def __init__(self, targets: dict[str, torch.Tensor], hist_items: torch.Tensor, hist_ratings: torch.Tensor,
-                 hist_mask: torch.Tensor) -> None:
+                 hist_mask: torch.Tensor, time_key: torch.Tensor, visible_before: torch.Tensor) -> None:
         self.targets = targets  # TARGET_FIELDS, (N,) each
         self.hist_items, self.hist_ratings, self.hist_mask = hist_items, hist_ratings, hist_mask  # (N, L)
+        self.time_key = time_key  # (N,) global time-order key of each target
+        self.visible_before = visible_before  # (N,) visible interactions (all users) earlier than each target
 
     def __len__(self) -> int:
         return len(self.targets["label"])
@@ -113,7 +119,64 @@ def build_windows(targets: pd.DataFrame, visible: pd.DataFrame, order_of_row: np
         visible_item = visible_class = torch.zeros(1, dtype=torch.long)
     hist_items = torch.where(mask, visible_item[safe] + 1, 0)  # (N, L)
     hist_ratings = torch.where(mask, visible_class[safe], 0)  # (N, L)
-    return RatingWindows(fields, hist_items, hist_ratings, mask)
+    return RatingWindows(fields, hist_items, hist_ratings, mask, target_key, end)
+
+
+class UserRows:
+    """One row per user: the history shared by all of the user's targets, then the targets."""
+
+    def __init__(self, windows: RatingWindows, first: torch.Tensor, table: torch.Tensor) -> None:
+        self.windows = windows
+        self.targets = windows.targets
+        self.first = first  # (U,) each row's first target, whose window holds the shared history
+        self.table = table  # (U, T) target rows of each user in time order, -1 = none; most targets first
+
+    def __len__(self) -> int:
+        return len(self.targets["label"])
+
+    def batches(self, batch_size: int, device: torch.device | str = "cpu",
+                generator: torch.Generator | None = None, epoch: int = 0) -> Iterator[dict[str, torch.Tensor]]:
+        """Batches of whole users holding about `batch_size` targets, in order (no shuffling)."""
+        counts = (self.table >= 0).sum(1)  # (U,) descending
+        batch_of_user = (torch.cumsum(counts, 0) - counts) // batch_size
+        bounds = torch.searchsorted(batch_of_user, torch.arange(int(batch_of_user[-1]) + 2)) if len(counts) else []
+        windows = self.windows
+        for begin, end in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+            first = self.first[begin:end]
+            slots = self.table[begin:end, : int(counts[begin])]  # (B, T)
+            filled = slots >= 0
+            items = torch.where(filled, self.targets["item"][slots.clamp(min=0)] + 1, 0)
+            batch = {
+                "seq_items": torch.cat([windows.hist_items[first], items], 1),  # (B, L + T)
+                "seq_ratings": torch.cat([windows.hist_ratings[first], torch.zeros_like(items)], 1),
+                "seq_visible": torch.cat([windows.hist_mask[first], torch.zeros_like(filled)], 1),
+                "seq_target": torch.cat([torch.zeros_like(windows.hist_mask[first]), filled], 1),
+                **{name: tensor[slots[filled]] for name, tensor in self.targets.items()},
+            }
+            yield {name: tensor.to(device, non_blocking=True) for name, tensor in batch.items()}
+
+
+def build_user_rows(windows: RatingWindows) -> UserRows | None:
+    """Per-user rows for `windows`' targets, or None when a visible interaction falls between two
+    targets of one user (their histories differ, so each needs its own window)."""
+    if len(windows) == 0:
+        return None
+    order = torch.from_numpy(np.lexsort((windows.time_key.numpy(), windows.targets["user"].numpy())))
+    user = windows.targets["user"][order]
+    first_of_user = torch.searchsorted(user, user)  # (N,) sorted slot of the user's first target
+    before = windows.visible_before[order]
+    if not torch.equal(before, before[first_of_user]):
+        return None
+    position = torch.arange(len(user)) - first_of_user  # (N,) target's place among its user's targets
+    starts = position == 0
+    rank = torch.cumsum(starts.long(), 0) - 1  # (N,) row of the target's user
+    counts = torch.bincount(rank)
+    by_count = torch.argsort(counts, descending=True, stable=True)  # rows with most targets first
+    row_of_rank = torch.empty_like(by_count)
+    row_of_rank[by_count] = torch.arange(len(by_count))
+    table = torch.full((len(counts), int(counts.max())), -1, dtype=torch.long)
+    table[row_of_rank[rank], position] = order
+    return UserRows(windows, first=order[starts][by_count], table=table)
 
 
 class TrainingSequences:

@@ -4,9 +4,10 @@ Each slot's query stream carries only its item; the key/value stream adds the
 slot's rating. Attention from slot t reaches only *visible* slots j < t, so a slot's own rating —
 and any other target's — never informs its prediction, while one pass over a training chunk
 predicts every slot from the ones before it. A learned start slot gives every row something to
-attend to. Order enters only as a learned per-head bias on the distance t - j (no absolute
-positions), so a target's prediction depends on its history alone, not on where the row puts it:
-a training chunk and an evaluation window with the same history give the same output. With `text_dim > 0` item embeddings also carry a projection of frozen pretrained text
+attend to. Order enters only as a learned per-head bias on recency — how many readable slots lie
+between key and query — with no absolute positions, so a target's prediction depends on its
+history alone, not on where the row puts it: a training chunk, an evaluation window and a
+per-user evaluation row with the same history give the same output. With `text_dim > 0` item embeddings also carry a projection of frozen pretrained text
 embeddings (the teacher's knowledge from language-model pretraining).
 """
 
@@ -53,10 +54,10 @@ class EarlierSlotsBlock(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, states: torch.Tensor, ratings: torch.Tensor, allowed: torch.Tensor,
-                distance: torch.Tensor) -> torch.Tensor:
-        """states, ratings (B, S, D); allowed (B, S, S) query may read key; distance (S, S) bias index."""
+                recency: torch.Tensor) -> torch.Tensor:
+        """states, ratings (B, S, D); allowed (B, S, S) query may read key; recency (B, S, S) bias index."""
         batch, length, dim = states.shape
-        bias = self.distance_bias[:, distance]  # (H, S, S)
+        bias = self.distance_bias[:, recency].transpose(0, 1)  # (B, H, S, S)
         mask = torch.where(allowed.unsqueeze(1), bias, float("-inf"))  # (B, H, S, S)
         heads = lambda x: x.view(batch, length, self.n_heads, dim // self.n_heads).transpose(1, 2)  # noqa: E731
         query = heads(self.query(self.norm_query(states)))  # (B, H, S, Dh)
@@ -120,7 +121,6 @@ class RatingTransformer(RatingModel):
     def forward(self, batch: dict[str, torch.Tensor]) -> RatingOutput:
         items, visible = batch["seq_items"], batch["seq_visible"]
         batch_size, length = items.shape
-        assert length <= self.shape.history_length + 1, f"rows of {length} slots exceed history_length + 1"
         start = self.start.expand(batch_size, 1, -1)  # (B, 1, D)
         states = torch.cat([start, self.embed_items(items)], dim=1)  # (B, S + 1, D)
         states = self.drop(states)
@@ -129,10 +129,14 @@ class RatingTransformer(RatingModel):
         slots = torch.arange(length + 1, device=items.device)
         earlier = slots.unsqueeze(1) > slots.unsqueeze(0)  # (S + 1, S + 1) key strictly before query
         allowed = (earlier & readable.unsqueeze(1)) | (slots == 0)  # (B, S + 1, S + 1)
-        distance = (slots.unsqueeze(1) - slots.unsqueeze(0)).clamp(min=0)  # (S + 1, S + 1)
-        distance[:, 0] = 0  # the start slot has its own bias, whatever the distance
+        readable_so_far = readable.long().cumsum(dim=1)  # (B, S + 1)
+        before_query = F.pad(readable_so_far, (1, 0))[:, :-1]  # (B, S + 1) readable slots before each query
+        # readable key j < t is the k-th most recent readable slot before t: k = count in [j, t)
+        recency = before_query.unsqueeze(2) - readable_so_far.unsqueeze(1) + 1  # (B, S + 1, S + 1)
+        recency = recency.clamp(1, self.shape.history_length + 1)
+        recency[:, :, 0] = 0  # the start slot has its own bias
         for block in self.blocks:
-            states = block(states, ratings, allowed, distance)
+            states = block(states, ratings, allowed, recency)
         hidden = self.final_norm(states[:, 1:][batch["seq_target"]])  # (M, D)
         logits = self.classifier(self.drop(hidden))  # (M, C)
         expected = logits.softmax(dim=-1) @ self.class_values  # (M,)

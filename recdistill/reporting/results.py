@@ -18,7 +18,6 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
-from recdistill.data.batching import RatingWindows
 from recdistill.evaluation.efficiency import efficiency_report
 from recdistill.evaluation.predict import predict
 from recdistill.evaluation.rating_metrics import per_user_rating_metrics, rating_metrics
@@ -39,13 +38,14 @@ class RoleResult:
     history: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
-def evaluate_role(role: str, model: RatingModel, info: dict, windows: dict[str, RatingWindows], cfg: DictConfig,
+def evaluate_role(role: str, model: RatingModel, info: dict, run: Any, cfg: DictConfig,
                   device: torch.device) -> RoleResult:
-    """Valid/test metrics, per-user test metrics and efficiency of one trained model."""
+    """Valid/test metrics, per-user test metrics and efficiency of one trained model (`run`: RunData)."""
     block: dict[str, Any] = {"model": model.config.name}
     per_user = pd.DataFrame()
+    windows = run.windows
     for split in ("valid", "test"):
-        output = predict(model, windows[split], cfg.trainer.eval_batch_size, device)
+        output = predict(model, run.evaluation[split], cfg.trainer.eval_batch_size, device)
         truth = windows[split].targets["rating"]
         block[split] = rating_metrics(output.logits, output.rating, truth)
         if split == "test":
