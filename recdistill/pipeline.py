@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 TASKS = ("rating",)
 #: Part of every teacher cache key; bump it when model code changes what a checkpoint means.
-TEACHER_CACHE_FORMAT = 2
+TEACHER_CACHE_FORMAT = 3
 
 
 @dataclass
