@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
+import traceback
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from recdistill.errors import RecdistillError
 
@@ -52,6 +55,24 @@ def _resume_arguments(args: list[str]) -> list[str]:
     return [*saved, f"resume={run_dir}", f"hydra.run.dir={run_dir}"]
 
 
+def completed_metrics(run_dir: Path, cfg: Any) -> dict | None:
+    """The run's metrics if `run_dir` already holds complete results for exactly this config."""
+    from omegaconf import OmegaConf
+
+    path = run_dir / "metrics.json"
+    if not path.exists():
+        return None
+    try:
+        metrics = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+    current = OmegaConf.to_container(cfg, resolve=True)
+    saved = metrics.get("run", {}).get("config", {})
+    ignored = ("resume",)
+    same = {k: v for k, v in current.items() if k not in ignored} == {k: v for k, v in saved.items() if k not in ignored}
+    return metrics if same else None
+
+
 def train_command(args: list[str]) -> None:
     """Compose the config with Hydra and run the pipeline for each job."""
     import hydra
@@ -67,16 +88,26 @@ def train_command(args: list[str]) -> None:
         from recdistill.pipeline import run
 
         run_dir = Path(HydraConfig.get().runtime.output_dir)
+        sweep = HydraConfig.get().mode.name == "MULTIRUN"
+        done = completed_metrics(run_dir, cfg)
+        if done is not None:
+            log.info("%s already holds complete results for this config; skipping", run_dir)
+            return done["student_kd"]["valid"]["mae"]
         try:
             metrics = run(cfg, run_dir)
-        except RecdistillError as error:
-            log.error("%s", error)
-            if HydraConfig.get().mode.name == "MULTIRUN":
-                from recdistill.utils.atomic import write_json
+        except Exception as error:  # noqa: BLE001 - in a sweep one failed job must not stop the others
+            if not sweep:
+                if isinstance(error, RecdistillError):
+                    log.error("%s", error)
+                    raise SystemExit(2) from None
+                raise
+            log.exception("job failed; the sweep goes on")
+            from recdistill.utils.atomic import write_json
 
-                write_json(run_dir / "error.json", {"error": type(error).__name__, "message": str(error)})
-                return None
-            raise SystemExit(2) from None
+            write_json(run_dir / "error.json", {"error": type(error).__name__, "message": str(error),
+                                                "traceback": traceback.format_exc()})
+            return None
+        (run_dir / "error.json").unlink(missing_ok=True)
         return metrics["student_kd"]["valid"]["mae"]
 
     sys.argv = ["recdistill train", *_resume_arguments(args)]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf
 
 from recdistill import runinfo
@@ -102,9 +103,20 @@ def teacher_key(cfg: DictConfig, run: RunData) -> str:
 
 
 def pretrain_teacher(cfg: DictConfig, run: RunData, run_dir: Path, device: torch.device) -> tuple[RatingModel, dict]:
-    """Stage 1: train the teacher, or load it from the cache keyed by everything that determines it."""
+    """Stage 1: train the teacher, or load it from the cache keyed by everything that determines it.
+
+    A file lock per key makes concurrent jobs of a sweep wait for the one training that teacher
+    instead of training it again.
+    """
     key = teacher_key(cfg, run)
     cached = cache_root(cfg) / "teachers" / f"{key}.pt"
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(cached.with_suffix(".lock"))):
+        return _cached_or_trained_teacher(cfg, run, run_dir, device, key, cached)
+
+
+def _cached_or_trained_teacher(cfg: DictConfig, run: RunData, run_dir: Path, device: torch.device, key: str,
+                               cached: Path) -> tuple[RatingModel, dict]:
     if cached.exists():
         log.info("pretrain: teacher %s found in cache %s", key, cached)
         try:
