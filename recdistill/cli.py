@@ -110,6 +110,7 @@ def train_command(args: list[str]) -> None:
         (run_dir / "error.json").unlink(missing_ok=True)
         return metrics["student_kd"]["valid"]["mae"]
 
+    Path("outputs").mkdir(exist_ok=True)  # the Optuna sweeper's SQLite study lives there
     sys.argv = ["recdistill train", *_resume_arguments(args)]
     train_job()
 

@@ -5,6 +5,10 @@ import json
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.slow  # whole sweeps: run by CI with -m slow
+
 
 def launch(*args, cwd, cache):
     env = {"RECDISTILL_CACHE_DIR": str(cache), "PATH": "/usr/bin:/bin", "HOME": str(cwd)}
@@ -44,3 +48,32 @@ def test_concurrent_jobs_train_a_shared_teacher_once(tmp_path):
     assert sorted(r["run"]["teacher_from_cache"] for r in runs) == [False, True]
     assert runs[0]["teacher"]["test"] == runs[1]["teacher"]["test"]
     assert len(list((tmp_path / "cache" / "teachers").glob("*.pt"))) == 1
+
+
+def test_joblib_launcher_runs_jobs_in_parallel_sharing_one_teacher(tmp_path):
+    sweep = tmp_path / "sweep"
+    code, output = finish(launch("-m", "+experiment=synthetic_kd", "distill=kl,hard", "hydra/launcher=joblib",
+                                 "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep}", cwd=tmp_path,
+                                 cache=tmp_path / "cache"))
+    assert code == 0, output[-3000:]
+    runs = [json.loads((sweep / str(i) / "metrics.json").read_text()) for i in range(2)]
+    assert sorted(r["run"]["distill"] for r in runs) == ["hard", "kl"]
+    assert sorted(r["run"]["teacher_from_cache"] for r in runs) == [False, True]
+
+
+def test_optuna_study_is_stored_and_resumed(tmp_path):
+    import optuna
+
+    args = ["-m", "+experiment=synthetic_kd", "+hparams_search=movielens_kd_optuna", "hydra.sweeper.n_trials=2",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    code, output = finish(launch(*args, cwd=tmp_path, cache=tmp_path / "cache"))
+    assert code == 0, output[-3000:]
+    storage = f"sqlite:///{tmp_path / 'outputs' / 'optuna.db'}"
+    study = optuna.load_study(study_name="synthetic_kd_kl", storage=storage)
+    assert len(study.trials) == 2 and study.best_value > 0
+
+    args[3] = "hydra.sweeper.n_trials=1"  # one more trial, added to the stored study
+    code, output = finish(launch(*args[:4], f"hydra.sweep.dir={tmp_path / 'sweep2'}", cwd=tmp_path,
+                                 cache=tmp_path / "cache"))
+    assert code == 0, output[-3000:]
+    assert len(optuna.load_study(study_name="synthetic_kd_kl", storage=storage).trials) == 3

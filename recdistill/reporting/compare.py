@@ -1,100 +1,209 @@
-"""`recdistill compare PATH...`: gather every metrics.json below the paths into one table.
+"""`recdistill compare PATH...`: one table over every run found below the paths.
 
-Runs are grouped by (experiment, distill, role); each cell is mean ± std over the group's runs
-(seeds), with n. The best mean per metric column is bold.
+Runs are grouped by the config keys that differ between them (or `--by KEY`) plus role; seeds are
+repetitions. Each cell is mean ± std over a group's runs, the best mean per column in bold, with
+paired tests on per-user test metrics against a baseline (see `significance`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
+import math
+import sys
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
 from recdistill.errors import RecdistillError
-from recdistill.reporting.results import ROLE_ORDER
+from recdistill.reporting.run_report import markdown_table
+from recdistill.reporting.runs import (Failure, aggregate, group_keys, higher_is_better, load_runs,
+                                       with_group_columns)
+from recdistill.reporting.significance import PER_USER_METRICS, significance
 
-log = logging.getLogger(__name__)
-
-#: Metrics shown by default, with whether higher is better.
-DEFAULT_METRICS = {"accuracy": True, "mae": False, "rmse": False}
-
-
-def find_metrics(paths: list[Path]) -> list[Path]:
-    """Every metrics.json at or below each path (a file path is taken as is)."""
-    found: list[Path] = []
-    for path in paths:
-        if not path.exists():
-            raise RecdistillError(f"compare: {path} does not exist")
-        found.extend([path] if path.is_file() else sorted(path.rglob("metrics.json")))
-    return found
+#: Metrics shown when no --metric is given.
+DEFAULT_METRICS = ["accuracy", "mae", "rmse"]
+#: Efficiency columns always shown: (summary column prefix, header).
+COST_COLUMNS = [("params", "params"), ("latency_ms_median", "latency ms")]
+FORMATS = ("table", "csv", "markdown", "json")
 
 
-def load_runs(files: list[Path], split: str = "test") -> pd.DataFrame:
-    """One row per (run, role): run info columns plus the role's `split` metrics and params."""
-    rows = []
-    for file in files:
-        try:
-            metrics = json.loads(file.read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            log.warning("skipping %s: %s", file, error)
-            continue
-        info = metrics["run"]
-        for role in ROLE_ORDER:
-            if role in metrics:
-                rows.append({"run": str(file.parent), "experiment": info["experiment"], "distill": info["distill"],
-                             "seed": info["seed"], "role": role, **metrics[role][split],
-                             "params": metrics[role]["efficiency"]["params"]})
-    return pd.DataFrame(rows)
+def parse_args(args: list[str]) -> argparse.Namespace:
+    """The `compare` command line."""
+    parser = argparse.ArgumentParser(prog="recdistill compare", description=__doc__.splitlines()[0])
+    parser.add_argument("paths", nargs="+", type=Path, help="run folders, sweep folders or metrics.json files")
+    parser.add_argument("--by", action="append", metavar="KEY",
+                        help="dotted config key to group by, repeatable (default: the keys that differ)")
+    parser.add_argument("--metric", action="append", metavar="M",
+                        help=f"metric to show, repeatable (default {', '.join(DEFAULT_METRICS)})")
+    parser.add_argument("--split", default="test", choices=["valid", "test"], help="split of the metrics (default test)")
+    parser.add_argument("--baseline", metavar="KEY=VALUE",
+                        help="pair each group with the runs having KEY=VALUE on (seed, user) "
+                             "(default: student_kd against the student trained alone in the same runs)")
+    parser.add_argument("--format", default="table", choices=FORMATS, help="output format (default table)")
+    parser.add_argument("--plot", type=Path, metavar="FILE.png", help="write the accuracy-cost frontier figure")
+    return parser.parse_args(args)
 
 
-def aggregate(runs: pd.DataFrame, metrics: list[str], by: tuple[str, ...] = ("experiment", "distill", "role")
-              ) -> pd.DataFrame:
-    """Mean, std and n of each metric per group."""
-    grouped = runs.groupby(list(by), sort=False)[metrics]
-    table = grouped.agg(["mean", "std", "count"])
-    table.columns = [f"{metric}_{stat}" for metric, stat in table.columns]
-    return table.reset_index()
+def _number(value: Any, spec: str) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
 
 
-def render(summary: pd.DataFrame, metrics: list[str], by: tuple[str, ...], console: Console | None = None) -> None:
-    """Print the aggregated table with the best mean per metric in bold."""
-    table = Table(title="recdistill compare (mean ± std over runs)")
-    for key in by:
-        table.add_column(key)
-    for metric in metrics:
-        table.add_column(metric, justify="right")
+def _mean_std(row: pd.Series, metric: str, spec: str = ".4f") -> str:
+    mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
+    return _number(mean, spec) + ("" if pd.isna(std) else f" ± {_number(std, spec)}")
+
+
+def _best(summary: pd.DataFrame, metric: str) -> float:
+    column = summary[f"{metric}_mean"]
+    return column.max() if higher_is_better(metric) else column.min()
+
+
+def _is_best(value: float, best: float) -> bool:
+    """Equal to the best mean up to float noise (means of the same numbers summed in another order)."""
+    return bool(pd.notna(value) and math.isclose(value, best, rel_tol=1e-9, abs_tol=1e-12))
+
+
+def _tested(summary: pd.DataFrame, metrics: list[str]) -> list[str]:
+    return [m for m in metrics if m in PER_USER_METRICS and f"{m}_pairs" in summary and summary[f"{m}_pairs"].notna().any()]
+
+
+def _console(table: Table, stderr: bool = False) -> Console:
+    """A console wide enough for the table when output is not a terminal (no squeezed cells in files)."""
+    console = Console(stderr=stderr)
+    if not console.is_terminal:
+        needed = console.measure(table, options=console.options.update_width(10_000)).maximum
+        console = Console(stderr=stderr, width=max(console.width, needed))
+    return console
+
+
+def render_table(summary: pd.DataFrame, keys: list[str], metrics: list[str], split: str) -> None:
+    """Rich tables: mean ± std per group (best in bold), then the paired tests."""
+    table = Table(title=f"recdistill compare — {split} metrics, mean ± std over seeds")
+    for header in [*keys, "role"]:
+        table.add_column(header, no_wrap=True)
+    figures = [(m, m, ".4f") for m in metrics] + [(c, h, ",.0f" if c == "params" else ".2f") for c, h in COST_COLUMNS
+                                                    if c not in metrics]
+    for _, header, _ in figures:
+        table.add_column(header, justify="right")
     table.add_column("n", justify="right")
-    best = {m: (summary[f"{m}_mean"].max() if DEFAULT_METRICS.get(m, True) else summary[f"{m}_mean"].min())
-            for m in metrics}
+    best = {metric: _best(summary, metric) for metric, _, _ in figures}
     for _, row in summary.iterrows():
         cells = []
+        for metric, _, spec in figures:
+            text = _mean_std(row, metric, spec) if metric in metrics else _number(row[f"{metric}_mean"], spec)
+            cells.append(f"[bold]{text}[/bold]" if _is_best(row[f"{metric}_mean"], best[metric]) else text)
+        table.add_row(*[str(row[k]) for k in [*keys, "role"]], *cells, str(row["n"]))
+    _console(table).print(table)
+    tested = _tested(summary, metrics)
+    if not tested:
+        return
+    tests = Table(title="paired tests on per-user test metrics (Δ = group − baseline)")
+    for header in [*keys, "role", "baseline", "metric"]:
+        tests.add_column(header, no_wrap=True)
+    for header in ("pairs", "Δ mean", "p t-test", "p Wilcoxon"):
+        tests.add_column(header, justify="right")
+    for _, row in summary.iterrows():
+        for metric in tested:
+            if pd.notna(row[f"{metric}_pairs"]):
+                tests.add_row(*[str(row[k]) for k in [*keys, "role", "baseline"]], metric,
+                              str(int(row[f"{metric}_pairs"])), _number(row[f"{metric}_diff"], "+.4f"),
+                              _number(row[f"{metric}_p_ttest"], ".3g"), _number(row[f"{metric}_p_wilcoxon"], ".3g"))
+    _console(tests).print(tests)
+
+
+def render_markdown(summary: pd.DataFrame, keys: list[str], metrics: list[str]) -> str:
+    """One markdown table: mean ± std (best in bold), costs, n, and the paired tests."""
+    tested = _tested(summary, metrics)
+    costs = [(c, h) for c, h in COST_COLUMNS if c not in metrics]
+    headers = [*keys, "role", *metrics, *(h for _, h in costs), "n"]
+    if tested:
+        headers += ["baseline", *(f"{name} {m}" for m in tested for name in ("Δ", "p t-test", "p Wilcoxon"))]
+    best = {metric: _best(summary, metric) for metric in [*metrics, *(c for c, _ in costs)]}
+    rows = []
+    for _, row in summary.iterrows():
+        cells = [str(row[k]) for k in [*keys, "role"]]
         for metric in metrics:
-            mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
-            text = f"{mean:.4f}" + ("" if pd.isna(std) else f" ± {std:.4f}")
-            cells.append(f"[bold]{text}[/bold]" if mean == best[metric] else text)
-        table.add_row(*[str(row[k]) for k in by], *cells, str(int(row[f"{metrics[0]}_count"])))
-    (console or Console()).print(table)
+            text = _mean_std(row, metric)
+            cells.append(f"**{text}**" if _is_best(row[f"{metric}_mean"], best[metric]) else text)
+        for column, _ in costs:
+            text = _number(row[f"{column}_mean"], ",.0f" if column == "params" else ".2f")
+            cells.append(f"**{text}**" if _is_best(row[f"{column}_mean"], best[column]) else text)
+        cells.append(str(row["n"]))
+        if tested:
+            cells.append(row["baseline"])
+            for m in tested:
+                cells += [_number(row[f"{m}_diff"], "+.4f"), _number(row[f"{m}_p_ttest"], ".3g"),
+                          _number(row[f"{m}_p_wilcoxon"], ".3g")]
+        rows.append(cells)
+    return markdown_table(headers, rows) + "\n"
+
+
+def machine_frame(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary for csv/json: seeds as `0;1;2`, run folders left out."""
+    frame = summary.drop(columns=["runs"]).copy()
+    frame["seeds"] = [";".join(str(s) for s in seeds) for seeds in frame["seeds"]]
+    return frame
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe scalars: NaN becomes null, numpy numbers become Python numbers."""
+    if hasattr(value, "item"):
+        value = value.item()
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def render_json(summary: pd.DataFrame, keys: list[str], metrics: list[str], split: str, baseline: str | None,
+                failures: list[Failure]) -> str:
+    """Everything as one JSON object: settings, one record per group, failed jobs."""
+    records = [{k: _plain(v) for k, v in record.items()} for record in machine_frame(summary).to_dict("records")]
+    for record, runs, seeds in zip(records, summary["runs"], summary["seeds"]):
+        record.update(runs=list(runs), seeds=[_plain(s) for s in seeds])
+    document = {"split": split, "group_keys": keys, "metrics": metrics, "baseline": baseline or "student (same runs)",
+                "groups": records, "failed": [vars(f) for f in failures]}
+    return json.dumps(document, indent=2) + "\n"
+
+
+def report_failures(failures: list[Failure]) -> None:
+    """A short warning list of failed jobs, on stderr (stdout stays machine-readable)."""
+    if not failures:
+        return
+    console = Console(stderr=True)
+    console.print(f"[yellow]warning: {len(failures)} failed job(s) left out:[/yellow]")
+    for failure in failures:
+        message = failure.message.splitlines()[0] if failure.message else ""
+        console.print(f"  {failure.run}: {failure.error}: {message[:160]}", markup=False, highlight=False)
 
 
 def compare_main(args: list[str]) -> None:
-    """Parse `compare` arguments, load, aggregate and print."""
-    parser = argparse.ArgumentParser(prog="recdistill compare")
-    parser.add_argument("paths", nargs="+", type=Path, help="run folders, sweep folders or metrics.json files")
-    parser.add_argument("--metric", action="append", help="metric column(s) to show (default accuracy, mae, rmse)")
-    parser.add_argument("--split", default="test", choices=["valid", "test"])
-    options = parser.parse_args(args)
-    files = find_metrics(options.paths)
-    if not files:
-        raise RecdistillError(f"compare: no metrics.json below {[str(p) for p in options.paths]}")
-    runs = load_runs(files, options.split)
-    metrics = options.metric or list(DEFAULT_METRICS)
-    unknown = [m for m in metrics if m not in runs.columns]
+    """Parse `compare` arguments, load and group the runs, test against the baseline, print and plot."""
+    options = parse_args(args)
+    if options.plot is not None and options.plot.suffix.lower() != ".png":
+        raise RecdistillError(f"compare: --plot {options.plot} must name a .png file")
+    runs = load_runs(options.paths, options.split)
+    metrics = list(dict.fromkeys(options.metric or DEFAULT_METRICS))
+    unknown = [m for m in metrics if m not in runs.metrics]
     if unknown:
-        raise RecdistillError(f"compare: unknown metric(s) {unknown}; valid: {sorted(set(runs.columns) - {'run', 'experiment', 'distill', 'seed', 'role'})}")
-    by = ("experiment", "distill", "role")
-    render(aggregate(runs, metrics, by), metrics, by)
+        raise RecdistillError(f"compare: unknown metric(s) {unknown}; valid: {runs.metrics}")
+    keys = group_keys(runs, options.by)
+    rows = with_group_columns(runs, keys)
+    summary = aggregate(rows, keys, metrics)
+    summary = pd.concat([summary, significance(summary, rows, keys, metrics, options.baseline, runs.configs)], axis=1)
+    if options.format == "table":
+        render_table(summary, keys, metrics, options.split)
+    elif options.format == "markdown":
+        sys.stdout.write(render_markdown(summary, keys, metrics))
+    elif options.format == "csv":
+        sys.stdout.write(machine_frame(summary).to_csv(index=False))
+    else:
+        sys.stdout.write(render_json(summary, keys, metrics, options.split, options.baseline, runs.failures))
+    if options.plot is not None:
+        from recdistill.reporting.plots import comparison_figure, save_figure
+
+        metric = options.metric[0] if options.metric else "mae"
+        save_figure(comparison_figure(summary, keys, metric, options.split), options.plot)
+        Console(stderr=True).print(f"wrote {options.plot}", markup=False, highlight=False)
+    report_failures(runs.failures)

@@ -1,0 +1,111 @@
+"""`report.md` and `training_curves.png` for one run folder, from its result files alone."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from recdistill.errors import RecdistillError
+from recdistill.reporting.runs import ROLE_ORDER, flatten, label
+
+log = logging.getLogger(__name__)
+
+CURVES = "training_curves.png"
+
+
+def markdown_table(headers: list[str], rows: list[list[Any]]) -> str:
+    """A GitHub markdown table; `|` inside cells is escaped."""
+    def cell(value: Any) -> str:
+        return str(value).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(cell(h) for h in headers) + " |", "| " + " | ".join("---" for _ in headers) + " |"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _metrics_section(metrics: dict[str, Any], roles: list[str]) -> str:
+    headers = ["role", "model", "valid accuracy", "valid MAE", "valid RMSE", "test accuracy", "test MAE",
+               "test RMSE", "params", "size KB", "latency ms (median)", "throughput /s"]
+    rows = []
+    for role in roles:
+        block = metrics[role]
+        valid, test, efficiency = block["valid"], block["test"], block["efficiency"]
+        rows.append([role, block.get("model", ""),
+                     *(f"{split[m]:.4f}" for split in (valid, test) for m in ("accuracy", "mae", "rmse")),
+                     f"{efficiency['params']:,}", f"{efficiency['size_bytes'] / 1024:.0f}",
+                     f"{efficiency['latency_ms_median']:.2f}", f"{efficiency['throughput_per_s']:,.0f}"])
+    return markdown_table(headers, rows)
+
+
+def _training_section(metrics: dict[str, Any], roles: list[str]) -> str:
+    rows = []
+    for role in roles:
+        training = metrics[role].get("training", {})
+        best = training.get("best_valid")
+        if isinstance(best, dict):
+            best = ", ".join(f"{k} {v:.4f}" for k, v in best.items())
+        rows.append([role, training.get("best_epoch", ""), "" if best is None else best,
+                     training.get("epochs", ""), f"{training.get('seconds', 0.0):.1f}",
+                     "yes" if training.get("from_cache") else "no"])
+    return markdown_table(["role", "best epoch", "best valid", "epochs", "seconds", "from cache"], rows)
+
+
+def _timings_section(info: dict[str, Any]) -> str:
+    stages = info.get("stage_seconds", {})
+    rows = [[stage, f"{seconds:.2f}"] for stage, seconds in stages.items()]
+    if "seconds" in info:
+        rows.append(["**total**", f"{info['seconds']:.2f}"])
+    return markdown_table(["stage", "seconds"], rows)
+
+
+def report_markdown(metrics: dict[str, Any], curves: bool) -> str:
+    """The text of report.md for one run's metrics.json content."""
+    info = metrics["run"]
+    roles = [r for r in ROLE_ORDER if r in metrics]
+    git = info.get("git") or {}
+    lines = [f"# {info.get('experiment', 'run')} — seed {info.get('seed')}", "",
+             f"- dataset: {info.get('dataset')}; teacher: {info.get('teacher')}; student: {info.get('student')}; "
+             f"distillation: {info.get('distill')}",
+             f"- device: {info.get('device')}; teacher key: {info.get('teacher_key')}; split key: {info.get('split_key')}",
+             f"- git: {git.get('commit', 'unknown')}" + (" (uncommitted changes)" if git.get("dirty") else ""), "",
+             "## Protocol", ""]
+    lines += [f"- `{key}`: {label(value)}" for key, value in flatten(info.get("protocol", {})).items()]
+    lines += ["", "## Metrics", "", "Valid and test metrics per role; efficiency measured on the test inputs.", "",
+              _metrics_section(metrics, roles), "",
+              "## Loss", "", f"`{info.get('loss_formula') or 'unknown'}` (distilled student)", "",
+              "## Training", "", _training_section(metrics, roles), "",
+              "## Timings", "", _timings_section(info), ""]
+    if curves:
+        lines += ["## Training curves", "", f"![training curves]({CURVES})", ""]
+    return "\n".join(lines)
+
+
+def write_run_report(run_dir: Path) -> None:
+    """Write report.md (protocol, metrics, loss, timings) and training_curves.png into `run_dir`."""
+    from recdistill.utils.atomic import write_text  # imports torch; `compare` uses this module without it
+
+    run_dir = Path(run_dir)
+    metrics_file = run_dir / "metrics.json"
+    if not metrics_file.exists():
+        raise RecdistillError(f"report: {metrics_file} not found (is {run_dir} a finished run folder?)")
+    metrics = json.loads(metrics_file.read_text())
+    history_file = run_dir / "history.csv"
+    curves = False
+    if history_file.exists() and history_file.stat().st_size > 0:
+        try:
+            history = pd.read_csv(history_file)
+        except pd.errors.EmptyDataError:
+            history = pd.DataFrame()
+        if {"role", "epoch", "train_loss"} <= set(history.columns) and not history.empty:
+            from recdistill.reporting.plots import save_figure, training_curves_figure
+
+            save_figure(training_curves_figure(history), run_dir / CURVES)
+            curves = True
+    if not curves:
+        log.info("report: no training history in %s; report.md without curves", run_dir)
+    write_text(run_dir / "report.md", report_markdown(metrics, curves))
+    log.info("report: wrote %s", run_dir / "report.md")

@@ -1,0 +1,255 @@
+"""`recdistill compare` on fabricated run folders: grouping, aggregation, paired tests, formats, plots."""
+
+import copy
+import io
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from recdistill.errors import RecdistillError
+from recdistill.reporting.compare import compare_main
+from recdistill.reporting.runs import aggregate, distinguishing_keys, group_keys, load_runs, with_group_columns
+from recdistill.reporting.significance import paired_tests, significance
+
+DISTILL = {
+    "none": {"name": "none", "base_weight": 1.0, "terms": {}},
+    "kl": {"name": "kl", "base_weight": 0.5, "terms": {"kl": {"weight": 0.5, "temperature": 2.0}}},
+    "soft": {"name": "soft", "base_weight": 0.0, "terms": {"soft": {"weight": 1.0, "temperature": 1.0}}},
+}
+PARAMS = {"teacher": 120_000, "student": 9_000, "student_kd": 9_000}
+N_USERS = 7  # 14+ pairs everywhere: scipy then uses the fast normal approximation with ties
+
+
+def base_config(seed, distill, folder):
+    return {"experiment_name": "synthetic_kd", "task": "rating", "seed": seed, "device": "cpu",
+            "cache_dir": f"/tmp/cache{seed}", "train_student_alone": True, "resume": None,
+            "dataset": {"name": "synthetic", "cache_dir": f"/tmp/cache{seed}", "local_dir": str(folder)},
+            "split": {"name": "chrono_ratio", "ratios": [0.8, 0.1, 0.1]},
+            "teacher": {"name": "rating_transformer", "dim": 32}, "student": {"name": "rating_transformer", "dim": 8},
+            "distill": copy.deepcopy(DISTILL[distill]), "trainer": {"student": {"lr": 0.003, "epochs": 2}}}
+
+
+def user_mae(role, mae, seed, user):
+    """Per-user test MAE: the role's MAE plus a known, role- and seed-dependent offset."""
+    shift = {"teacher": 0, "student": 1, "student_kd": 3}[role]
+    return mae + 0.01 * ((user * (seed + 1) + shift) % 5 - 2)
+
+
+def write_run(folder, seed=0, distill="kl", mae=None, config=None, roles=("teacher", "student", "student_kd")):
+    """A run folder like the pipeline writes: metrics.json, per_user.parquet, history.csv, .hydra/."""
+    mae = {"teacher": 0.60, "student": 0.80, "student_kd": 0.70, **(mae or {})}
+    folder.mkdir(parents=True, exist_ok=True)
+    config = config or base_config(seed, distill, folder)
+    loss = "loss = 1.0 * ce" if distill == "none" else f"loss = {config['distill']['base_weight']} * ce + " \
+        f"{next(iter(config['distill']['terms'].values()))['weight']} * {distill}"
+    info = {"experiment": "synthetic_kd", "task": "rating", "seed": seed, "device": "cpu", "dataset": "synthetic",
+            "teacher": "rating_transformer", "student": "rating_transformer", "distill": config["distill"]["name"],
+            "loss_formula": loss, "teacher_key": "abc123", "split_key": "def456",
+            "protocol": {"task": "rating", "split": {"name": "chrono_ratio", "ratios": [0.8, 0.1, 0.1]},
+                         "history_length": 8},
+            "stage_seconds": {"data": 0.5, "pretrain": 3.0, "extract": 0.25, "distill": 6.0, "evaluate": 1.0},
+            "seconds": 10.75, "versions": {"torch": "2.13.0"}, "git": {"commit": "0123abcd", "dirty": False},
+            "config": config}
+    metrics, per_user, history = {"run": info}, [], []
+    for role in roles:
+        test = {"accuracy": 1.0 - mae[role], "mae": mae[role], "rmse": mae[role] + 0.2}
+        metrics[role] = {"model": "rating_transformer", "valid": {k: v + 0.01 for k, v in test.items()}, "test": test,
+                         "efficiency": {"params": PARAMS[role], "size_bytes": PARAMS[role] * 4,
+                                        "latency_ms_median": 2.0 if role == "teacher" else 0.5,
+                                        "latency_ms_p90": 2.5, "throughput_per_s": 5000.0, "batch_size": 256},
+                         "training": {"best_epoch": 2, "best_valid": {"mae": mae[role]}, "epochs": 3, "seconds": 1.5,
+                                      "from_cache": False}}
+        for user in range(N_USERS):
+            value = user_mae(role, mae[role], seed, user)
+            per_user.append({"role": role, "user": user, "n": 2, "accuracy": 1.0 - value, "mae": value,
+                             "rmse": value + 0.2})
+        for epoch in range(1, 4):
+            row = {"role": role, "epoch": epoch, "train_loss": 1.5 / epoch, "train_ce": 1.2 / epoch,
+                   "valid_accuracy": 0.4, "valid_mae": mae[role] + 0.1 / epoch, "valid_rmse": 1.0, "seconds": 0.5}
+            if role == "student_kd" and distill != "none":
+                row[f"train_{distill}"] = 0.3 / epoch
+            history.append(row)
+    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    pd.DataFrame(per_user).to_parquet(folder / "per_user.parquet", index=False)
+    pd.DataFrame(history).to_csv(folder / "history.csv", index=False)
+    (folder / ".hydra").mkdir(exist_ok=True)
+    (folder / ".hydra" / "overrides.yaml").write_text(f"- seed={seed}\n- distill={distill}\n")
+    return folder
+
+
+def write_failure(folder, message="task 'ranking' unknown; valid: ['rating']"):
+    folder.mkdir(parents=True)
+    (folder / "error.json").write_text(json.dumps({"error": "ConfigError", "message": message}))
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    """A multirun: kl (seeds 0-2), soft (seeds 0-1), none (seeds 0-2), and one failed job."""
+    root = tmp_path / "multirun" / "synthetic_kd" / "2026-11-28_16-30-00"
+    job = 0
+    for distill, seeds, kd_maes in [("kl", [0, 1, 2], [0.70, 0.72, 0.74]), ("soft", [0, 1], [0.75, 0.78]),
+                                    ("none", [0, 1, 2], [0.80, 0.80, 0.80])]:
+        for seed, kd_mae in zip(seeds, kd_maes):
+            write_run(root / str(job), seed=seed, distill=distill, mae={"student_kd": kd_mae})
+            job += 1
+    write_failure(root / str(job))
+    return root
+
+
+def summarise(paths, by=None, metrics=("mae",)):
+    runs = load_runs(list(paths))
+    keys = group_keys(runs, by)
+    rows = with_group_columns(runs, keys)
+    return runs, keys, rows, aggregate(rows, keys, list(metrics))
+
+
+def test_runs_are_grouped_by_the_keys_that_differ(sweep):
+    runs, keys, _, summary = summarise([sweep])
+    assert keys == ["distill.name"]  # seed, cache_dir, local_dir differ too but are ignored; the rest follows
+    assert len(runs.rows) == 8 * 3 and len(runs.failures) == 1
+    kd = summary[summary.role == "student_kd"].set_index("distill.name")
+    assert list(summary["distill.name"].unique()) == ["kl", "none", "soft"]
+    assert kd.loc["kl", "n"] == 3 and kd.loc["kl", "seeds"] == (0, 1, 2)
+    assert kd.loc["kl", "mae_mean"] == pytest.approx(0.72) and kd.loc["kl", "mae_std"] == pytest.approx(0.02)
+    assert kd.loc["soft", "mae_mean"] == pytest.approx(0.765) and kd.loc["soft", "mae_std"] == pytest.approx(
+        0.03 / np.sqrt(2))
+    assert kd.loc["none", "mae_std"] == pytest.approx(0.0) and kd.loc["soft", "params_mean"] == 9_000
+
+
+def test_a_numeric_sweep_is_grouped_by_its_key_and_by_overrides_it(tmp_path):
+    for job, (weight, dim) in enumerate([(0.1, 8), (0.5, 8), (0.9, 16)]):
+        config = base_config(0, "kl", tmp_path / str(job))
+        config["distill"]["terms"]["kl"]["weight"] = weight
+        config["student"]["dim"] = dim
+        write_run(tmp_path / str(job), config=config, mae={"student_kd": 0.7 + weight / 10})
+    _, keys, _, summary = summarise([tmp_path])
+    assert keys == ["student.dim", "distill.terms.kl.weight"]
+    _, keys, _, summary = summarise([tmp_path], by=["student.dim"])
+    kd = summary[summary.role == "student_kd"].set_index("student.dim")
+    assert kd.loc["8", "n"] == 2 and kd.loc["8", "mae_mean"] == pytest.approx(0.73)
+    with pytest.raises(RecdistillError, match="student.size"):
+        summarise([tmp_path], by=["student.size"])
+
+
+def test_distinguishing_keys_keep_names_and_missing_values():
+    configs = {"a": {"distill.name": "none", "seed": 0}, "b": {"distill.name": "kl", "distill.terms.kl.weight": 0.1},
+               "c": {"distill.name": "kl", "distill.terms.kl.weight": 0.9, "dataset.local_dir": "/x"}}
+    assert distinguishing_keys(configs) == ["distill.name", "distill.terms.kl.weight"]
+
+
+def test_paired_tests_agree_with_scipy():
+    candidate = np.array([0.71, 0.65, 0.80, 0.77, 0.69, 0.74, 0.62])
+    baseline = np.array([0.75, 0.70, 0.79, 0.81, 0.73, 0.74, 0.70])
+    result = paired_tests(candidate, baseline)
+    assert result["pairs"] == 7 and result["diff"] == pytest.approx((candidate - baseline).mean())
+    assert result["p_ttest"] == pytest.approx(stats.ttest_rel(candidate, baseline).pvalue)
+    assert result["p_wilcoxon"] == pytest.approx(stats.wilcoxon(candidate, baseline, zero_method="wilcox").pvalue)
+    same = paired_tests(baseline, baseline.copy())
+    assert same["p_ttest"] == 1.0 and same["p_wilcoxon"] == 1.0 and same["diff"] == 0.0
+    assert np.isnan(paired_tests(np.array([1.0]), np.array([2.0]))["p_ttest"])
+
+
+def test_distilled_students_are_paired_with_the_student_of_the_same_runs(sweep):
+    runs, keys, rows, summary = summarise([sweep])
+    tests = significance(summary, rows, keys, ["mae"], None, runs.configs)
+    kl = tests[(summary.role == "student_kd") & (summary["distill.name"] == "kl")].iloc[0]
+    pairs = [(user_mae("student_kd", kd, seed, u), user_mae("student", 0.80, seed, u))
+             for seed, kd in zip([0, 1, 2], [0.70, 0.72, 0.74]) for u in range(N_USERS)]
+    candidate, baseline = np.array(pairs).T
+    assert kl["baseline"] == "student (same runs)" and kl["mae_pairs"] == 21
+    assert kl["mae_diff"] == pytest.approx((candidate - baseline).mean())
+    assert kl["mae_p_ttest"] == pytest.approx(stats.ttest_rel(candidate, baseline).pvalue)
+    assert kl["mae_p_wilcoxon"] == pytest.approx(stats.wilcoxon(candidate, baseline).pvalue)
+    assert tests[summary.role == "teacher"]["mae_pairs"].isna().all()
+
+
+def test_a_baseline_value_is_joined_on_seed_and_user(sweep):
+    runs, keys, rows, summary = summarise([sweep])
+    tests = significance(summary, rows, keys, ["mae"], "distill.name=none", runs.configs)
+    soft = tests[(summary.role == "student_kd") & (summary["distill.name"] == "soft")].iloc[0]
+    pairs = [(user_mae("student_kd", kd, seed, u), user_mae("student_kd", 0.80, seed, u))
+             for seed, kd in zip([0, 1], [0.75, 0.78]) for u in range(N_USERS)]
+    candidate, baseline = np.array(pairs).T
+    assert soft["baseline"] == "distill.name=none" and soft["mae_pairs"] == 14
+    assert soft["mae_p_ttest"] == pytest.approx(stats.ttest_rel(candidate, baseline).pvalue)
+    assert tests[summary["distill.name"] == "none"]["baseline"].eq("(baseline)").all()
+    teacher = tests[(summary.role == "teacher") & (summary["distill.name"] == "kl")].iloc[0]
+    assert teacher["mae_p_ttest"] == 1.0 and teacher["mae_p_wilcoxon"] == 1.0  # the same teacher in every run
+    with pytest.raises(RecdistillError, match="values found"):
+        significance(summary, rows, keys, ["mae"], "distill.name=hard", runs.configs)
+    with pytest.raises(RecdistillError, match="KEY=VALUE"):
+        significance(summary, rows, keys, ["mae"], "distill.name", runs.configs)
+
+
+def test_csv_output_is_the_aggregated_table(sweep, capsys):
+    compare_main([str(sweep), "--format", "csv", "--metric", "mae", "--metric", "accuracy"])
+    out = capsys.readouterr()
+    table = pd.read_csv(io.StringIO(out.out))
+    kl = table[(table["distill.name"] == "kl") & (table.role == "student_kd")].iloc[0]
+    assert kl["mae_mean"] == pytest.approx(0.72) and kl["accuracy_mean"] == pytest.approx(0.28)
+    assert kl["n"] == 3 and kl["seeds"] == "0;1;2" and kl["baseline"] == "student (same runs)"
+    assert {"mae_p_ttest", "mae_p_wilcoxon", "mae_diff", "latency_ms_median_mean"} <= set(table.columns)
+    assert "failed job" in out.err and "ConfigError" in out.err and "[" not in out.out.splitlines()[0]
+
+
+def test_markdown_output_bolds_the_best_mean(sweep, capsys):
+    compare_main([str(sweep), "--format", "markdown", "--split", "valid"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("| distill.name | role | accuracy | mae | rmse | params | latency ms | n | baseline")
+    assert lines[1].startswith("| --- |")
+    teacher = next(line for line in lines if "| teacher |" in line)
+    assert "**0.6100 ± 0.0000**" in teacher  # valid MAE of the teacher (test + 0.01), best of all groups
+    assert len(lines) == 2 + 9
+
+
+def test_json_output_lists_groups_and_failures(sweep, capsys):
+    compare_main([str(sweep), "--format", "json", "--baseline", "distill.name=none"])
+    document = json.loads(capsys.readouterr().out)
+    assert document["group_keys"] == ["distill.name"] and document["baseline"] == "distill.name=none"
+    assert len(document["groups"]) == 9 and document["failed"][0]["error"] == "ConfigError"
+    kl = next(g for g in document["groups"] if g["distill.name"] == "kl" and g["role"] == "student_kd")
+    assert kl["mae_mean"] == pytest.approx(0.72) and len(kl["runs"]) == 3 and kl["mae_pairs"] == 21
+    soft_student = next(g for g in document["groups"] if g["distill.name"] == "soft" and g["role"] == "student")
+    assert soft_student["mae_std"] == 0.0 and soft_student["mae_p_ttest"] == 1.0
+
+
+def test_table_output_names_groups_roles_and_tests(sweep, capsys):
+    compare_main([str(sweep)])
+    out = capsys.readouterr().out
+    for text in ("distill.name", "student_kd", "kl", "soft", "0.7200 ± 0.0200", "paired tests", "p Wilcoxon"):
+        assert text in out
+
+
+def test_the_plot_is_a_png_with_a_sweep_panel(tmp_path, capsys):
+    for job, weight in enumerate([0.1, 0.5, 0.9]):
+        for seed in (0, 1):
+            config = base_config(seed, "kl", tmp_path)
+            config["distill"]["terms"]["kl"]["weight"] = weight
+            write_run(tmp_path / "runs" / f"{job}_{seed}", seed=seed, config=config,
+                      mae={"student_kd": 0.75 - weight / 10 + seed / 100})
+    write_run(tmp_path / "runs" / "none", distill="none")
+    two_panels, three_panels = tmp_path / "frontier.png", tmp_path / "plots" / "sweep.png"
+    compare_main([str(tmp_path / "runs" / "0_0"), str(tmp_path / "runs" / "none"), "--plot", str(two_panels)])
+    compare_main([str(tmp_path / "runs"), "--metric", "mae", "--plot", str(three_panels), "--format", "csv"])
+    assert "wrote" in capsys.readouterr().err
+    import matplotlib.image
+
+    for path in (two_panels, three_panels):
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert matplotlib.image.imread(three_panels).shape[1] > 1.4 * matplotlib.image.imread(two_panels).shape[1]
+    assert not list((tmp_path / "plots").glob(".*tmp"))
+
+
+def test_user_mistakes_are_clean_errors(sweep, tmp_path):
+    with pytest.raises(RecdistillError, match="unknown metric"):
+        compare_main([str(sweep), "--metric", "ndcg"])
+    with pytest.raises(RecdistillError, match=".png"):
+        compare_main([str(sweep), "--plot", str(tmp_path / "figure.pdf")])
+    with pytest.raises(RecdistillError, match="does not exist"):
+        compare_main([str(tmp_path / "nowhere")])
+    write_failure(tmp_path / "only_failures" / "0")
+    with pytest.raises(RecdistillError, match="no metrics.json.*1 failed job"):
+        compare_main([str(tmp_path / "only_failures")])
