@@ -7,6 +7,7 @@ finished student), so `resume=RUN_DIR` continues an interrupted run to the same 
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -176,6 +177,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if cfg.task not in TASKS:
         raise ConfigError(f"task {cfg.task!r} unknown; valid: {list(TASKS)}")
     started = time.time()
+    claim_run_dir(cfg, run_dir)
     device = runinfo.resolve_device(cfg.device)
     log.info("run folder %s, device %s, seed %d", run_dir, device, cfg.seed)
     stage_seconds: dict[str, float] = {}
@@ -216,6 +218,22 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
     return write_results(run_dir, info, results)
+
+
+def claim_run_dir(cfg: DictConfig, run_dir: Path) -> None:
+    """Mark `run_dir` with this config's key; refuse to continue a folder started with another config,
+    whose checkpoints would otherwise be mixed into this run."""
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved.pop("resume", None)
+    key = runinfo.stable_hash(resolved)
+    marker = run_dir / "run_key.json"
+    if marker.exists():
+        previous = json.loads(marker.read_text())["key"]
+        if previous != key:
+            raise ConfigError(f"{run_dir} holds a run of a different config (key {previous}, this one {key}); "
+                              "use a new folder, or resume it with `recdistill train resume={run_dir}`")
+    else:
+        write_json(marker, {"key": key})
 
 
 def _no_distillation() -> DictConfig:

@@ -102,3 +102,15 @@ def test_bad_config_value_is_a_clean_error(tmp_path):
     assert result.returncode == 2
     assert "task 'ranking' unknown; valid: ['rating']" in result.stdout + result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_run_folder_refuses_a_different_config(tmp_path):
+    from recdistill.errors import ConfigError
+    from recdistill.pipeline import claim_run_dir
+
+    cfg = compose_synthetic(tmp_path / "run", tmp_path / "cache")
+    claim_run_dir(cfg, tmp_path / "run")
+    claim_run_dir(cfg, tmp_path / "run")  # the same config may continue
+    cfg.seed = 1
+    with pytest.raises(ConfigError, match="different config"):
+        claim_run_dir(cfg, tmp_path / "run")
