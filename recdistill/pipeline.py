@@ -31,7 +31,8 @@ from recdistill.evaluation.predict import predict
 from recdistill.models.base import DataShape, RatingModel
 from recdistill.models.checkpoint import load_model, save_model
 from recdistill.models.registry import build_model
-from recdistill.reporting.results import RoleResult, evaluate_role, write_results
+from recdistill.reporting.results import evaluate_role, write_results
+from recdistill.reporting.run_report import write_run_report
 from recdistill.training.loop import train
 from recdistill.utils.atomic import write_json
 
@@ -129,7 +130,7 @@ def _cached_or_trained_teacher(cfg: DictConfig, run: RunData, run_dir: Path, dev
     teacher = new_model(cfg.teacher, run, cfg)
     result = train(teacher, build_objective(OmegaConf.create({"name": "none", "base_weight": 1.0, "terms": {}})),
                    run.train, run.evaluation["valid"], cfg.trainer.teacher, device, cfg.seed,
-                   run_dir / "checkpoints" / "teacher", "teacher", cfg.trainer.eval_batch_size)
+                   run_dir / "checkpoints" / f"teacher_{key}", "teacher", cfg.trainer.eval_batch_size)
     teacher.load_state_dict(result.best_state)
     extra = {"training": result.summary()}
     save_model(cached, teacher, extra=extra)  # atomic: a partly written entry is never used
@@ -217,7 +218,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "versions": runinfo.package_versions(), "git": runinfo.git_revision(),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
-    return write_results(run_dir, info, results)
+    metrics = write_results(run_dir, info, results)
+    write_run_report(run_dir)
+    return metrics
 
 
 def claim_run_dir(cfg: DictConfig, run_dir: Path) -> None:

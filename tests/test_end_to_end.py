@@ -16,7 +16,8 @@ from recdistill.pipeline import run
 from recdistill.training import loop
 
 RUN_FILES = ("metrics.json", "metrics.csv", "history.csv", "per_user.parquet", "split.json", "run.log",
-             ".hydra/config.yaml", ".hydra/overrides.yaml", "knowledge/teacher_knowledge.pt")
+             ".hydra/config.yaml", ".hydra/overrides.yaml", "knowledge/teacher_knowledge.pt", "report.md",
+             "training_curves.png")
 
 
 def cli(*args, cwd, cache):

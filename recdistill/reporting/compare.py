@@ -39,7 +39,8 @@ def parse_args(args: list[str]) -> argparse.Namespace:
                         help="dotted config key to group by, repeatable (default: the keys that differ)")
     parser.add_argument("--metric", action="append", metavar="M",
                         help=f"metric to show, repeatable (default {', '.join(DEFAULT_METRICS)})")
-    parser.add_argument("--split", default="test", choices=["valid", "test"], help="split of the metrics (default test)")
+    parser.add_argument("--split", default="test", choices=["valid", "test"],
+                        help="split of the metrics (default test; paired tests always use per-user test metrics)")
     parser.add_argument("--baseline", metavar="KEY=VALUE",
                         help="pair each group with the runs having KEY=VALUE on (seed, user) "
                              "(default: student_kd against the student trained alone in the same runs)")
@@ -52,7 +53,13 @@ def _number(value: Any, spec: str) -> str:
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
 
 
-def _mean_std(row: pd.Series, metric: str, spec: str = ".4f") -> str:
+def _spec(metric: str) -> str:
+    """Number format of a metric: counts and bytes as integers, times with two decimals, rates with four."""
+    return ",.0f" if metric in ("params", "size_bytes", "throughput_per_s") else ".2f" if "latency" in metric else ".4f"
+
+
+def _mean_std(row: pd.Series, metric: str) -> str:
+    spec = _spec(metric)
     mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
     return _number(mean, spec) + ("" if pd.isna(std) else f" ± {_number(std, spec)}")
 
@@ -68,7 +75,8 @@ def _is_best(value: float, best: float) -> bool:
 
 
 def _tested(summary: pd.DataFrame, metrics: list[str]) -> list[str]:
-    return [m for m in metrics if m in PER_USER_METRICS and f"{m}_pairs" in summary and summary[f"{m}_pairs"].notna().any()]
+    return [m for m in metrics
+            if m in PER_USER_METRICS and f"{m}_pairs" in summary and summary[f"{m}_pairs"].notna().any()]
 
 
 def _console(table: Table, stderr: bool = False) -> Console:
@@ -85,8 +93,7 @@ def render_table(summary: pd.DataFrame, keys: list[str], metrics: list[str], spl
     table = Table(title=f"recdistill compare — {split} metrics, mean ± std over seeds")
     for header in [*keys, "role"]:
         table.add_column(header, no_wrap=True)
-    figures = [(m, m, ".4f") for m in metrics] + [(c, h, ",.0f" if c == "params" else ".2f") for c, h in COST_COLUMNS
-                                                    if c not in metrics]
+    figures = [(m, m, _spec(m)) for m in metrics] + [(c, h, _spec(c)) for c, h in COST_COLUMNS if c not in metrics]
     for _, header, _ in figures:
         table.add_column(header, justify="right")
     table.add_column("n", justify="right")
@@ -94,7 +101,7 @@ def render_table(summary: pd.DataFrame, keys: list[str], metrics: list[str], spl
     for _, row in summary.iterrows():
         cells = []
         for metric, _, spec in figures:
-            text = _mean_std(row, metric, spec) if metric in metrics else _number(row[f"{metric}_mean"], spec)
+            text = _mean_std(row, metric) if metric in metrics else _number(row[f"{metric}_mean"], spec)
             cells.append(f"[bold]{text}[/bold]" if _is_best(row[f"{metric}_mean"], best[metric]) else text)
         table.add_row(*[str(row[k]) for k in [*keys, "role"]], *cells, str(row["n"]))
     _console(table).print(table)
@@ -130,7 +137,7 @@ def render_markdown(summary: pd.DataFrame, keys: list[str], metrics: list[str]) 
             text = _mean_std(row, metric)
             cells.append(f"**{text}**" if _is_best(row[f"{metric}_mean"], best[metric]) else text)
         for column, _ in costs:
-            text = _number(row[f"{column}_mean"], ",.0f" if column == "params" else ".2f")
+            text = _number(row[f"{column}_mean"], _spec(column))
             cells.append(f"**{text}**" if _is_best(row[f"{column}_mean"], best[column]) else text)
         cells.append(str(row["n"]))
         if tested:

@@ -70,7 +70,8 @@ def report_markdown(metrics: dict[str, Any], curves: bool) -> str:
     lines = [f"# {info.get('experiment', 'run')} — seed {info.get('seed')}", "",
              f"- dataset: {info.get('dataset')}; teacher: {info.get('teacher')}; student: {info.get('student')}; "
              f"distillation: {info.get('distill')}",
-             f"- device: {info.get('device')}; teacher key: {info.get('teacher_key')}; split key: {info.get('split_key')}",
+             f"- device: {info.get('device')}; teacher key: {info.get('teacher_key')}; "
+             f"split key: {info.get('split_key')}",
              f"- git: {git.get('commit', 'unknown')}" + (" (uncommitted changes)" if git.get("dirty") else ""), "",
              "## Protocol", ""]
     lines += [f"- `{key}`: {label(value)}" for key, value in flatten(info.get("protocol", {})).items()]
