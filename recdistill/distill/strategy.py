@@ -70,5 +70,15 @@ class Strategy(nn.Module):
         index = batch["index"].to(table.device)  # (B,)
         return table[index].to(device)  # (B, ...)
 
+    def logit_pair(self, student_output: RatingOutput,
+                   batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(student logits, teacher logits as float32 on the student's device), both (B, C)."""
+        student_logits = student_output.logits  # (B, C)
+        teacher_logits = self.teacher_rows("logits", batch, student_logits.device).float()  # (B, C)
+        assert teacher_logits.shape == student_logits.shape, (
+            f"teacher logits {tuple(teacher_logits.shape)} vs student {tuple(student_logits.shape)}"
+        )
+        return student_logits, teacher_logits
+
     def extra_repr(self) -> str:
         return f"name={self.name!r}, params={self.params}"

@@ -18,9 +18,5 @@ class Hard(Strategy):
 
     def loss(self, student_output: RatingOutput, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """mean_b CE(student_logits_b, argmax_c teacher_logits_b)."""
-        student_logits = student_output.logits  # (B, C)
-        teacher_logits = self.teacher_rows("logits", batch, student_logits.device)  # (B, C)
-        assert teacher_logits.shape == student_logits.shape, (
-            f"teacher logits {tuple(teacher_logits.shape)} vs student {tuple(student_logits.shape)}"
-        )
+        student_logits, teacher_logits = self.logit_pair(student_output, batch)  # (B, C) each
         return F.cross_entropy(student_logits, teacher_logits.argmax(dim=-1))

@@ -35,13 +35,9 @@ class KL(Strategy):
     def loss(self, student_output: RatingOutput, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """T^2 / B * sum_{b,c} p_teacher[b,c] * (log p_teacher[b,c] - log p_student[b,c])."""
         temperature = self.params.temperature
-        student_logits = student_output.logits  # (B, C)
-        teacher_logits = self.teacher_rows("logits", batch, student_logits.device)  # (B, C)
-        assert teacher_logits.shape == student_logits.shape, (
-            f"teacher logits {tuple(teacher_logits.shape)} vs student {tuple(student_logits.shape)}"
-        )
+        student_logits, teacher_logits = self.logit_pair(student_output, batch)  # (B, C) each
         student_log_probs = F.log_softmax(student_logits / temperature, dim=-1)  # (B, C)
-        teacher_log_probs = F.log_softmax(teacher_logits.float() / temperature, dim=-1)  # (B, C)
+        teacher_log_probs = F.log_softmax(teacher_logits / temperature, dim=-1)  # (B, C)
         divergence = F.kl_div(
             student_log_probs,
             teacher_log_probs.to(student_log_probs.dtype),

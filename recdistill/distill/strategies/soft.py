@@ -36,11 +36,7 @@ class Soft(Strategy):
     def loss(self, student_output: RatingOutput, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """mean_{b,c} (p_student[b,c] - p_teacher[b,c])^2."""
         temperature = self.params.temperature
-        student_logits = student_output.logits  # (B, C)
-        teacher_logits = self.teacher_rows("logits", batch, student_logits.device)  # (B, C)
-        assert teacher_logits.shape == student_logits.shape, (
-            f"teacher logits {tuple(teacher_logits.shape)} vs student {tuple(student_logits.shape)}"
-        )
+        student_logits, teacher_logits = self.logit_pair(student_output, batch)  # (B, C) each
         student_probs = F.softmax(student_logits / temperature, dim=-1)  # (B, C)
-        teacher_probs = F.softmax(teacher_logits.float() / temperature, dim=-1)  # (B, C)
+        teacher_probs = F.softmax(teacher_logits / temperature, dim=-1)  # (B, C)
         return F.mse_loss(student_probs, teacher_probs.to(student_probs.dtype))
