@@ -25,7 +25,8 @@ class RunConfig:
 
     experiment_name: str = "default"  # names the output folder
     task: str = "rating"  # rating
-    seed: int = 0
+    seed: int = 0  # the students' seed (and the data's, where data or split are random)
+    teacher_seed: int = 0  # fixed by default: a sweep over seeds trains one teacher, varies the students
     device: str = "auto"  # auto (CUDA when available) | cpu | cuda | cuda:N
     cache_dir: str = "~/.cache/recdistill"  # downloads, splits, text embeddings, teacher checkpoints
     train_student_alone: bool = True  # also train the student without distillation as the baseline

@@ -84,9 +84,9 @@ def prepare_data(cfg: DictConfig, run_dir: Path) -> RunData:
     return RunData(data, split, key, train, windows, evaluation, shape)
 
 
-def new_model(model_cfg: DictConfig, run: RunData, cfg: DictConfig) -> RatingModel:
+def new_model(model_cfg: DictConfig, run: RunData, cfg: DictConfig, seed: int) -> RatingModel:
     """A freshly initialised model (seeded), with item text embeddings when it reads text."""
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(seed)
     model = build_model(model_cfg, run.shape)
     if getattr(model.config, "text_dim", 0) > 0:
         if run.data.items is None:
@@ -98,7 +98,7 @@ def new_model(model_cfg: DictConfig, run: RunData, cfg: DictConfig) -> RatingMod
 def teacher_key(cfg: DictConfig, run: RunData) -> str:
     """Hash of everything that determines the trained teacher."""
     parts = {name: OmegaConf.to_container(cfg[name], resolve=True) for name in ("dataset", "split", "teacher")}
-    parts.update(trainer=OmegaConf.to_container(cfg.trainer.teacher), seed=cfg.seed, task=cfg.task,
+    parts.update(trainer=OmegaConf.to_container(cfg.trainer.teacher), seed=cfg.teacher_seed, task=cfg.task,
                  history_length=cfg.evaluator.history_length, input_history=cfg.evaluator.input_history,
                  split_key=run.split_key, format=TEACHER_CACHE_FORMAT)
     return runinfo.stable_hash(parts)
@@ -127,9 +127,9 @@ def _cached_or_trained_teacher(cfg: DictConfig, run: RunData, run_dir: Path, dev
         except (RuntimeError, KeyError, EOFError) as error:  # written by incompatible code: retrain
             log.warning("pretrain: cached teacher %s is unusable (%s); training it again", cached, error)
     log.info("pretrain: training teacher %s (%s)", key, cfg.teacher.name)
-    teacher = new_model(cfg.teacher, run, cfg)
-    result = train(teacher, build_objective(OmegaConf.create({"name": "none", "base_weight": 1.0, "terms": {}})),
-                   run.train, run.evaluation["valid"], cfg.trainer.teacher, device, cfg.seed,
+    teacher = new_model(cfg.teacher, run, cfg, cfg.teacher_seed)
+    result = train(teacher, build_objective(_no_distillation()),
+                   run.train, run.evaluation["valid"], cfg.trainer.teacher, device, cfg.teacher_seed,
                    run_dir / "checkpoints" / f"teacher_{key}", "teacher", cfg.trainer.eval_batch_size)
     teacher.load_state_dict(result.best_state)
     extra = {"training": result.summary()}
@@ -162,7 +162,7 @@ def train_student(cfg: DictConfig, role: str, objective: DistillationObjective, 
     if final.exists():
         log.info("distill: %s already finished, loading %s", role, final)
         return load_model(final, device)
-    student = new_model(cfg.student, run, cfg)
+    student = new_model(cfg.student, run, cfg, cfg.seed)
     log.info("distill: training %s", role)
     result = train(student, objective, run.train, run.evaluation["valid"], cfg.trainer.student, device,
                    cfg.seed, run_dir / "checkpoints" / role, role, cfg.trainer.eval_batch_size)
@@ -210,9 +210,11 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     stage_seconds["evaluate"] = time.perf_counter() - clock
 
     info = {
-        "experiment": cfg.experiment_name, "task": cfg.task, "seed": cfg.seed, "device": str(device),
+        "experiment": cfg.experiment_name, "task": cfg.task, "seed": cfg.seed, "teacher_seed": cfg.teacher_seed,
+        "device": str(device),
         "dataset": cfg.dataset.name, "teacher": cfg.teacher.name, "student": cfg.student.name,
-        "distill": cfg.distill.name, "loss_formula": models["student_kd"][1].get("loss_formula"), "teacher_key": teacher_info["key"],
+        "distill": cfg.distill.name, "loss_formula": models["student_kd"][1].get("loss_formula"),
+        "teacher_key": teacher_info["key"],
         "teacher_from_cache": teacher_info["from_cache"], "split_key": run.split_key,
         "protocol": protocol(cfg), "stage_seconds": stage_seconds, "seconds": time.time() - started,
         "versions": runinfo.package_versions(), "git": runinfo.git_revision(),

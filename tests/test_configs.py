@@ -101,3 +101,19 @@ def test_cli_prints_the_job_config(tmp_path):
     assert result.returncode == 0, result.stderr
     cfg = OmegaConf.create(result.stdout)
     assert cfg.experiment_name == "movielens_kd" and cfg.teacher.text_dim == 384
+
+
+def test_teacher_key_covers_what_determines_the_teacher_and_nothing_else():
+    from types import SimpleNamespace
+
+    from recdistill.pipeline import teacher_key
+
+    run = SimpleNamespace(split_key="split")
+    key = lambda *o: teacher_key(compose_run(["+experiment=movielens_kd", *o]), run)  # noqa: E731
+    base = key()
+    assert key("seed=1") == base  # a sweep over student seeds trains one teacher
+    assert key("distill=soft") == base and key("student.dim=16") == base and key("trainer.student.lr=0.1") == base
+    assert key("teacher_seed=1") != base
+    assert key("teacher.dim=64") != base and key("trainer.teacher.lr=0.1") != base
+    assert key("evaluator.history_length=16") != base
+    assert teacher_key(compose_run(["+experiment=movielens_kd"]), SimpleNamespace(split_key="other")) != base
