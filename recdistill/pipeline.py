@@ -98,6 +98,8 @@ def new_model(model_cfg: DictConfig, run: RunData, cfg: DictConfig, seed: int) -
 def teacher_key(cfg: DictConfig, run: RunData) -> str:
     """Hash of everything that determines the trained teacher."""
     parts = {name: OmegaConf.to_container(cfg[name], resolve=True) for name in ("dataset", "split", "teacher")}
+    for where in ("cache_dir", "source"):  # where the data came from does not change the teacher
+        parts["dataset"].pop(where, None)
     parts.update(trainer=OmegaConf.to_container(cfg.trainer.teacher), seed=cfg.teacher_seed, task=cfg.task,
                  history_length=cfg.evaluator.history_length, input_history=cfg.evaluator.input_history,
                  split_key=run.split_key, format=TEACHER_CACHE_FORMAT)

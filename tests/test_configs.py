@@ -114,6 +114,7 @@ def test_teacher_key_covers_what_determines_the_teacher_and_nothing_else():
     assert key("seed=1") == base  # a sweep over student seeds trains one teacher
     assert key("distill=soft") == base and key("student.dim=16") == base and key("trainer.student.lr=0.1") == base
     assert key("teacher_seed=1") != base
+    assert key("cache_dir=/elsewhere") == base and key("dataset.source=recbole") == base
     assert key("teacher.dim=64") != base and key("trainer.teacher.lr=0.1") != base
     assert key("evaluator.history_length=16") != base
     assert teacher_key(compose_run(["+experiment=movielens_kd"]), SimpleNamespace(split_key="other")) != base
