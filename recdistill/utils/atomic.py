@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pandas as pd
-import torch
 
 
 @contextmanager
@@ -54,5 +53,7 @@ def write_parquet(path: str | Path, frame: pd.DataFrame) -> None:
 
 def torch_save(path: str | Path, obj: Any) -> None:
     """Atomically `torch.save` an object."""
+    import torch  # imported here so that result files can be written without loading torch
+
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
