@@ -4,14 +4,18 @@
     python scripts/bench_rating.py --users 20000 --items 10000 --per-user 100 --device cuda
 
 Prints one row per model config (teacher and student of movielens_kd, and biased MF):
-targets/s in training (forward + backward + step), targets/s in evaluation windows, and peak memory.
+targets/s in training (forward + backward + step), targets/s in evaluation (one window per target,
+and one row per user as the pipeline evaluates chronological splits), and peak memory. Each model
+is measured in its own process, so CPU peak memory (max RSS) is that model's alone.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import resource
 import time
+from concurrent.futures import ProcessPoolExecutor
 
 import torch
 from hydra import compose, initialize_config_dir
@@ -20,7 +24,7 @@ from rich.table import Table
 
 from recdistill.cli import config_dir
 from recdistill.config_schema import register_schemas
-from recdistill.data.batching import build_split_data
+from recdistill.data.batching import build_split_data, build_user_rows
 from recdistill.data.config import SplitConfig, SyntheticConfig
 from recdistill.data.splits import make_split
 from recdistill.data.synthetic import generate_synthetic
@@ -41,7 +45,23 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def bench(model, train, windows, device, batch_size: int, eval_batch_size: int, steps: int) -> dict:
+def eval_speed(model, data, device, batch_size: int, limit: int) -> float:
+    """Evaluation targets/s over the first batches holding about `limit` targets."""
+    model.eval()
+    targets = 0
+    with torch.no_grad():
+        sync(device)
+        start = time.perf_counter()
+        for batch in data.batches(batch_size, device):
+            model(batch)
+            targets += len(batch["label"])
+            if targets >= limit:
+                break
+        sync(device)
+    return targets / (time.perf_counter() - start)
+
+
+def bench(model, train, windows, rows, device, batch_size: int, eval_batch_size: int, steps: int) -> dict:
     """Training targets/s over `steps` steps after one warm-up step, and evaluation targets/s."""
     model.to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -62,17 +82,33 @@ def bench(model, train, windows, device, batch_size: int, eval_batch_size: int, 
         if step > 0:  # the first step warms up kernels and allocators
             elapsed += time.perf_counter() - start
             targets += len(batch["label"])
-    model.eval()
-    rows = torch.arange(min(len(windows), 20 * eval_batch_size))
-    with torch.no_grad():
-        sync(device)
-        start = time.perf_counter()
-        for begin in range(0, len(rows), eval_batch_size):
-            model(windows.batch(rows[begin : begin + eval_batch_size], device))
-        sync(device)
-        eval_seconds = time.perf_counter() - start
-    return {"train_targets_per_s": targets / elapsed, "eval_targets_per_s": len(rows) / eval_seconds,
+    limit = 20 * eval_batch_size
+    return {"train_targets_per_s": targets / elapsed,
+            "window_targets_per_s": eval_speed(model, windows, device, eval_batch_size, limit),
+            "row_targets_per_s": eval_speed(model, rows, device, eval_batch_size, limit),
             "peak_mb": peak_memory_mb(device)}
+
+
+def measure(args: argparse.Namespace, role: str) -> dict:
+    """Build the data and one model (`role`) and benchmark it; runs in a child process."""
+    device = resolve_device(args.device)
+    torch.manual_seed(0)
+    data = generate_synthetic(SyntheticConfig(n_users=args.users, n_items=args.items,
+                                              interactions_per_user=args.per_user), seed=0)
+    split = make_split(data.interactions, SplitConfig(), seed=0)
+    register_schemas()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
+        cfg = compose(config_name="config", overrides=["+experiment=movielens_kd"])
+    history = cfg.evaluator.history_length
+    train, windows = build_split_data({"train": split.train, "valid": split.valid, "test": split.test}, history)
+    shape = DataShape(n_users=data.n_users, n_items=data.n_items, history_length=history,
+                      rating_mean=float(split.train["rating"].mean()))
+    model_cfg = {"teacher": cfg.teacher, "student": cfg.student, "biased_mf": {"name": "biased_mf", "dim": 64}}[role]
+    model = build_model(model_cfg, shape)
+    result = bench(model, train, windows["test"], build_user_rows(windows["test"]), device, args.batch_size,
+                   args.eval_batch_size, args.steps)
+    return {"params": sum(p.numel() for p in model.parameters()), "interactions": len(data.interactions),
+            "device": str(device), **result}
 
 
 def main() -> None:
@@ -85,30 +121,20 @@ def main() -> None:
     parser.add_argument("--eval-batch-size", type=int, default=4096)
     parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args()
-    device = resolve_device(args.device)
-    torch.manual_seed(0)
 
-    data = generate_synthetic(SyntheticConfig(n_users=args.users, n_items=args.items,
-                                              interactions_per_user=args.per_user), seed=0)
-    split = make_split(data.interactions, SplitConfig(), seed=0)
-    register_schemas()
-    with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
-        cfg = compose(config_name="config", overrides=["+experiment=movielens_kd"])
-    history = cfg.evaluator.history_length
-    train, windows = build_split_data({"train": split.train, "valid": split.valid, "test": split.test}, history)
-    shape = DataShape(n_users=data.n_users, n_items=data.n_items, history_length=history,
-                      rating_mean=float(split.train["rating"].mean()))
-    models = {"teacher": cfg.teacher, "student": cfg.student, "biased_mf": {"name": "biased_mf", "dim": 64}}
-
-    table = Table(title=f"rating models on {device}: {data.n_users} users, {data.n_items} items, "
-                        f"{len(data.interactions)} interactions")
-    for column in ("model", "params", "train targets/s", "eval targets/s", "peak MB"):
+    roles = ("teacher", "student", "biased_mf")
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                             max_tasks_per_child=1) as pool:
+        results = {role: pool.submit(measure, args, role).result() for role in roles}
+    first = results[roles[0]]
+    table = Table(title=f"rating models on {first['device']}: {args.users} users, {args.items} items, "
+                        f"{first['interactions']} interactions")
+    for column in ("model", "params", "train targets/s", "eval targets/s (windows)", "eval targets/s (user rows)",
+                   "peak MB"):
         table.add_column(column, justify="right")
-    for name, model_cfg in models.items():
-        model = build_model(model_cfg, shape)
-        result = bench(model, train, windows["test"], device, args.batch_size, args.eval_batch_size, args.steps)
-        table.add_row(name, f"{sum(p.numel() for p in model.parameters()):,}",
-                      f"{result['train_targets_per_s']:,.0f}", f"{result['eval_targets_per_s']:,.0f}",
+    for role, result in results.items():
+        table.add_row(role, f"{result['params']:,}", f"{result['train_targets_per_s']:,.0f}",
+                      f"{result['window_targets_per_s']:,.0f}", f"{result['row_targets_per_s']:,.0f}",
                       f"{result['peak_mb']:,.0f}")
     Console().print(table)
 
