@@ -7,6 +7,8 @@ per batch. Weighting and summing are the objective's job (`recdistill.distill.ob
 
 from __future__ import annotations
 
+import abc
+
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -22,7 +24,7 @@ class NoParams:
     """Params of a strategy without hyperparameters."""
 
 
-class Strategy(nn.Module):
+class Strategy(nn.Module, abc.ABC):
     """Base class for a distillation strategy on the rating task.
 
     Subclasses set `name`, `needs` and `Params` (a dataclass whose fields all have defaults) and
@@ -56,9 +58,9 @@ class Strategy(nn.Module):
     def on_epoch_start(self, epoch: int) -> None:
         """Hook called before each training epoch (annealing, resampling); no-op by default."""
 
+    @abc.abstractmethod
     def loss(self, student_output: RatingOutput, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The unweighted scalar distillation term for this batch."""
-        raise NotImplementedError  # pragma: no cover - abstract
 
     def teacher_rows(self, kind: str, batch: dict[str, torch.Tensor], device: torch.device) -> torch.Tensor:
         """The teacher's `kind` rows for the batch's training rows (`batch["index"]`), on `device`."""

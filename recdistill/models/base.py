@@ -15,6 +15,8 @@ A model predicts each target only from the visible slots *before* it in its row.
 
 from __future__ import annotations
 
+import abc
+
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -41,17 +43,18 @@ class DataShape:
     rating_mean: float = 3.0  # mean training rating, the starting point of bias models
 
 
-class RatingModel(nn.Module):
+class RatingModel(nn.Module, abc.ABC):
     """Base class: `forward(batch) -> RatingOutput` and `loss(batch, output) -> named terms`."""
 
     hidden_dim: int
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> RatingOutput:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def forward(self, batch: dict[str, torch.Tensor]) -> RatingOutput:
+        """Outputs for the batch's target slots."""
 
+    @abc.abstractmethod
     def loss(self, batch: dict[str, torch.Tensor], output: RatingOutput) -> dict[str, torch.Tensor]:
         """The model's own supervised loss terms on ground truth (unweighted)."""
-        raise NotImplementedError  # pragma: no cover - abstract
 
     def represent(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Hidden state that feature distillation reads, (M, hidden_dim)."""
