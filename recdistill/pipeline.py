@@ -39,8 +39,8 @@ from recdistill.utils.atomic import write_json
 log = logging.getLogger(__name__)
 
 TASKS = ("rating",)
-#: Part of every teacher cache key; bump it when model code changes what a checkpoint means.
-TEACHER_CACHE_FORMAT = 3
+#: Part of every model cache key; bump it when model code changes what a checkpoint means.
+MODEL_CACHE_FORMAT = 3
 
 
 @dataclass
@@ -95,48 +95,49 @@ def new_model(model_cfg: DictConfig, run: RunData, cfg: DictConfig, seed: int) -
     return model
 
 
-def teacher_key(cfg: DictConfig, run: RunData) -> str:
-    """Hash of everything that determines the trained teacher."""
-    parts = {name: OmegaConf.to_container(cfg[name], resolve=True) for name in ("dataset", "split", "teacher")}
-    for where in ("cache_dir", "source"):  # where the data came from does not change the teacher
+def model_key(cfg: DictConfig, run: RunData, role: str) -> str:
+    """Hash of everything that determines `role`'s model (teacher or student) trained on ground truth."""
+    parts = {name: OmegaConf.to_container(cfg[name], resolve=True) for name in ("dataset", "split")}
+    for where in ("cache_dir", "source"):  # where the data came from does not change the model
         parts["dataset"].pop(where, None)
-    parts.update(trainer=OmegaConf.to_container(cfg.trainer.teacher), seed=cfg.teacher_seed, task=cfg.task,
+    parts.update(model=OmegaConf.to_container(cfg[role], resolve=True),
+                 trainer=OmegaConf.to_container(cfg.trainer[role]), seed=role_seed(cfg, role), task=cfg.task,
                  history_length=cfg.evaluator.history_length, input_history=cfg.evaluator.input_history,
-                 split_key=run.split_key, format=TEACHER_CACHE_FORMAT)
+                 split_key=run.split_key, format=MODEL_CACHE_FORMAT)
     return runinfo.stable_hash(parts)
 
 
-def pretrain_teacher(cfg: DictConfig, run: RunData, run_dir: Path, device: torch.device) -> tuple[RatingModel, dict]:
-    """Stage 1: train the teacher, or load it from the cache keyed by everything that determines it.
+def role_seed(cfg: DictConfig, role: str) -> int:
+    """The teacher has its own seed, so a sweep over student seeds shares one teacher."""
+    return cfg.teacher_seed if role == "teacher" else cfg.seed
 
-    A file lock per key makes concurrent jobs of a sweep wait for the one training that teacher
-    instead of training it again.
-    """
-    key = teacher_key(cfg, run)
-    cached = cache_root(cfg) / "teachers" / f"{key}.pt"
+
+def train_alone(cfg: DictConfig, role: str, run: RunData, run_dir: Path, device: torch.device
+                ) -> tuple[RatingModel, dict]:
+    """Train `role`'s model on ground truth only, or load it from the cache keyed by everything that
+    determines it: the teacher in stage 1, and the student-alone baseline, which a sweep over
+    strategies shares. A file lock per key makes concurrent jobs wait for the one training it."""
+    key = model_key(cfg, run, role)
+    cached = cache_root(cfg) / f"{role}s" / f"{key}.pt"
     cached.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(cached.with_suffix(".lock"))):
-        return _cached_or_trained_teacher(cfg, run, run_dir, device, key, cached)
-
-
-def _cached_or_trained_teacher(cfg: DictConfig, run: RunData, run_dir: Path, device: torch.device, key: str,
-                               cached: Path) -> tuple[RatingModel, dict]:
-    if cached.exists():
-        log.info("pretrain: teacher %s found in cache %s", key, cached)
-        try:
-            teacher, extra = load_model(cached, device)
-            return teacher, {**extra, "key": key, "from_cache": True}
-        except (RuntimeError, KeyError, EOFError) as error:  # written by incompatible code: retrain
-            log.warning("pretrain: cached teacher %s is unusable (%s); training it again", cached, error)
-    log.info("pretrain: training teacher %s (%s)", key, cfg.teacher.name)
-    teacher = new_model(cfg.teacher, run, cfg, cfg.teacher_seed)
-    result = train(teacher, build_objective(_no_distillation()),
-                   run.train, run.evaluation["valid"], cfg.trainer.teacher, device, cfg.teacher_seed,
-                   run_dir / "checkpoints" / f"teacher_{key}", "teacher", cfg.trainer.eval_batch_size)
-    teacher.load_state_dict(result.best_state)
-    extra = {"training": result.summary()}
-    save_model(cached, teacher, extra=extra)  # atomic: a partly written entry is never used
-    return teacher, {**extra, "key": key, "from_cache": False}
+        if cached.exists():
+            log.info("%s %s found in cache %s", role, key, cached)
+            try:
+                model, extra = load_model(cached, device)
+                return model, {**extra, "key": key, "from_cache": True}
+            except (RuntimeError, KeyError, EOFError) as error:  # written by incompatible code: retrain
+                log.warning("cached %s %s is unusable (%s); training it again", role, cached, error)
+        log.info("training %s %s (%s) on ground truth", role, key, cfg[role].name)
+        seed = role_seed(cfg, role)
+        model = new_model(cfg[role], run, cfg, seed)
+        result = train(model, build_objective(_no_distillation()), run.train, run.evaluation["valid"],
+                       cfg.trainer[role], device, seed, run_dir / "checkpoints" / f"{role}_{key}", role,
+                       cfg.trainer.eval_batch_size)
+        model.load_state_dict(result.best_state)
+        extra = {"training": result.summary()}
+        save_model(cached, model, extra=extra)  # atomic: a partly written entry is never used
+        return model, {**extra, "key": key, "from_cache": False}
 
 
 def extract_knowledge(cfg: DictConfig, teacher: RatingModel, key: str, needs: frozenset[str], run: RunData,
@@ -157,9 +158,9 @@ def extract_knowledge(cfg: DictConfig, teacher: RatingModel, key: str, needs: fr
     return knowledge
 
 
-def train_student(cfg: DictConfig, role: str, objective: DistillationObjective, run: RunData, run_dir: Path,
-                  device: torch.device) -> tuple[RatingModel, dict]:
-    """Stage 3 (one student): train with `objective`, or load the finished checkpoint of this run."""
+def distill_student(cfg: DictConfig, role: str, objective: DistillationObjective, run: RunData, run_dir: Path,
+                    device: torch.device) -> tuple[RatingModel, dict]:
+    """Stage 3: train the student with `objective`, or load the finished checkpoint of this run."""
     final = run_dir / "checkpoints" / f"{role}.pt"
     if final.exists():
         log.info("distill: %s already finished, loading %s", role, final)
@@ -191,7 +192,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     stage_seconds["data"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    teacher, teacher_info = pretrain_teacher(cfg, run, run_dir, device)
+    teacher, teacher_info = train_alone(cfg, "teacher", run, run_dir, device)  # stage 1: pretrain
     stage_seconds["pretrain"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -203,8 +204,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     clock = time.perf_counter()
     models: dict[str, tuple[RatingModel, dict]] = {"teacher": (teacher, teacher_info)}
     if cfg.train_student_alone:
-        models["student"] = train_student(cfg, "student", build_objective(_no_distillation()), run, run_dir, device)
-    models["student_kd"] = train_student(cfg, "student_kd", objective, run, run_dir, device)
+        models["student"] = train_alone(cfg, "student", run, run_dir, device)
+    models["student_kd"] = distill_student(cfg, "student_kd", objective, run, run_dir, device)
     stage_seconds["distill"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -216,7 +217,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "device": str(device),
         "dataset": cfg.dataset.name, "teacher": cfg.teacher.name, "student": cfg.student.name,
         "distill": cfg.distill.name, "loss_formula": models["student_kd"][1].get("loss_formula"),
-        "teacher_key": teacher_info["key"],
+        "teacher_key": teacher_info["key"], "student_key": models.get("student", (None, {}))[1].get("key"),
         "teacher_from_cache": teacher_info["from_cache"], "split_key": run.split_key,
         "protocol": protocol(cfg), "stage_seconds": stage_seconds, "seconds": time.time() - started,
         "versions": runinfo.package_versions(), "git": runinfo.git_revision(),

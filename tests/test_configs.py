@@ -103,18 +103,24 @@ def test_cli_prints_the_job_config(tmp_path):
     assert cfg.experiment_name == "movielens_kd" and cfg.teacher.text_dim == 384
 
 
-def test_teacher_key_covers_what_determines_the_teacher_and_nothing_else():
+def test_model_keys_cover_what_determines_each_cached_model_and_nothing_else():
     from types import SimpleNamespace
 
-    from recdistill.pipeline import teacher_key
+    from recdistill.pipeline import model_key
 
     run = SimpleNamespace(split_key="split")
-    key = lambda *o: teacher_key(compose_run(["+experiment=movielens_kd", *o]), run)  # noqa: E731
-    base = key()
-    assert key("seed=1") == base  # a sweep over student seeds trains one teacher
-    assert key("distill=soft") == base and key("student.dim=16") == base and key("trainer.student.lr=0.1") == base
-    assert key("teacher_seed=1") != base
-    assert key("cache_dir=/elsewhere") == base and key("dataset.source=recbole") == base
-    assert key("teacher.dim=64") != base and key("trainer.teacher.lr=0.1") != base
-    assert key("evaluator.history_length=16") != base
-    assert teacher_key(compose_run(["+experiment=movielens_kd"]), SimpleNamespace(split_key="other")) != base
+    key = lambda role, *o: model_key(compose_run(["+experiment=movielens_kd", *o]), run, role)  # noqa: E731
+    teacher, student = key("teacher"), key("student")
+    assert teacher != student
+    assert key("teacher", "seed=1") == teacher  # a sweep over student seeds trains one teacher
+    assert key("teacher", "distill=soft") == teacher and key("teacher", "student.dim=16") == teacher
+    assert key("teacher", "trainer.student.lr=0.1") == teacher
+    assert key("teacher", "teacher_seed=1") != teacher
+    assert key("teacher", "cache_dir=/elsewhere") == teacher and key("teacher", "dataset.source=recbole") == teacher
+    assert key("teacher", "teacher.dim=64") != teacher and key("teacher", "trainer.teacher.lr=0.1") != teacher
+    assert key("teacher", "evaluator.history_length=16") != teacher
+    # the student-alone baseline is shared by a sweep over strategies, not over seeds or student sizes
+    assert key("student", "distill=soft") == student and key("student", "teacher.dim=64") == student
+    assert key("student", "seed=1") != student and key("student", "student.dim=16") != student
+    assert key("student", "trainer.student.lr=0.1") != student
+    assert model_key(compose_run(["+experiment=movielens_kd"]), SimpleNamespace(split_key="other"), "teacher") != teacher

@@ -56,6 +56,8 @@ def test_train_writes_every_result_file(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     second = json.loads((tmp_path / "run2" / "metrics.json").read_text())
     assert second["run"]["teacher_from_cache"] and second["teacher"]["test"] == metrics["teacher"]["test"]
+    # ... and the student-alone baseline, which does not depend on the strategy
+    assert second["student"]["training"]["from_cache"] and second["student"]["test"] == metrics["student"]["test"]
 
     compare = cli("compare", "run", "run2", cwd=tmp_path, cache=tmp_path / "cache")
     assert compare.returncode == 0, compare.stderr
