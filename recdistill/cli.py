@@ -68,9 +68,8 @@ def completed_metrics(run_dir: Path, cfg: Any) -> dict | None:
         return None
     current = OmegaConf.to_container(cfg, resolve=True)
     saved = metrics.get("run", {}).get("config", {})
-    ignored = ("resume",)
-    same = {k: v for k, v in current.items() if k not in ignored} == {k: v for k, v in saved.items() if k not in ignored}
-    return metrics if same else None
+    comparable = lambda config: {k: v for k, v in config.items() if k != "resume"}  # noqa: E731
+    return metrics if comparable(current) == comparable(saved) else None
 
 
 def train_command(args: list[str]) -> None:

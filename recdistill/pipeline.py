@@ -90,7 +90,8 @@ def new_model(model_cfg: DictConfig, run: RunData, cfg: DictConfig, seed: int) -
     model = build_model(model_cfg, run.shape)
     if getattr(model.config, "text_dim", 0) > 0:
         if run.data.items is None:
-            raise ConfigError(f"model {model_cfg.name!r} reads item text but dataset {run.data.name!r} has no item table")
+            raise ConfigError(f"model {model_cfg.name!r} reads item text but dataset {run.data.name!r} "
+                              "has no item table")
         model.set_text_embeddings(item_text_embeddings(run.data.items, cache_root(cfg)))
     return model
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from recdistill.data.batching import RatingWindows, TrainingSequences
+from recdistill.data.batching import RatingWindows, TrainingSequences, UserRows
 from recdistill.models.base import RatingModel, RatingOutput
 
 
 @torch.no_grad()
-def predict(model: RatingModel, data: RatingWindows | TrainingSequences, batch_size: int,
+def predict(model: RatingModel, data: RatingWindows | UserRows | TrainingSequences, batch_size: int,
             device: torch.device | str) -> RatingOutput:
     """Outputs for every target, on the CPU, with row i belonging to split row i."""
     was_training = model.training

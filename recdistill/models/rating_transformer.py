@@ -7,8 +7,9 @@ predicts every slot from the ones before it. A learned start slot gives every ro
 attend to. Order enters only as a learned per-head bias on recency — how many readable slots lie
 between key and query — with no absolute positions, so a target's prediction depends on its
 history alone, not on where the row puts it: a training chunk, an evaluation window and a
-per-user evaluation row with the same history give the same output. With `text_dim > 0` item embeddings also carry a projection of frozen pretrained text
-embeddings (the teacher's knowledge from language-model pretraining).
+per-user evaluation row with the same history give the same output. With `text_dim > 0` item
+embeddings also carry a projection of frozen pretrained text embeddings (the teacher's knowledge
+from language-model pretraining).
 """
 
 from __future__ import annotations
