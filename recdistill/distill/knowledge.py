@@ -10,7 +10,7 @@ import torch
 from recdistill.utils.atomic import torch_save
 
 #: Kinds of knowledge a strategy may declare in `needs`.
-KNOWLEDGE_KINDS = ("logits", "hidden")
+KNOWLEDGE_KINDS = ("logits", "hidden", "topk_items", "topk_scores", "user_repr", "item_repr")
 
 
 @dataclass
@@ -19,6 +19,14 @@ class TeacherKnowledge:
 
     logits: (N_train, C) the teacher's class scores for each training interaction.
     hidden: (N_train, D_teacher) the teacher's representation of each training interaction.
+
+    Ranking task (per user and item, not per training row; `meta` holds n_users, n_items, topk):
+    topk_items: (U, K) int64, each user's top-K items by the teacher, best first, the user's
+        training items excluded (users without training items have rows of -1).
+    topk_scores: (U, K) the teacher's scores of those items.
+    user_repr: (U, D_teacher) the teacher's state of each user after reading all of their
+        training items; item_repr: (I, D_teacher) its item vectors. Extracted only from teachers
+        whose score is exactly user_repr[u] . item_repr[i] (`dot_product_scores`).
     """
 
     teacher_key: str

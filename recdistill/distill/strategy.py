@@ -33,6 +33,7 @@ class Strategy(nn.Module, abc.ABC):
     """
 
     name: ClassVar[str] = ""
+    task: ClassVar[str] = "rating"  # the task whose model outputs `loss` reads: rating | ranking
     needs: ClassVar[frozenset[str]] = frozenset()
     Params: ClassVar[type] = NoParams
 

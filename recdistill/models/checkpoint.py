@@ -9,24 +9,28 @@ from typing import Any
 import torch
 
 from recdistill.models.base import DataShape, RatingModel
+from recdistill.models.ranking_base import RankingModel, RankingShape
 from recdistill.models.registry import build_model
 from recdistill.utils.atomic import torch_save
 
 
-def save_model(path: str | Path, model: RatingModel, state: dict[str, torch.Tensor] | None = None,
+def save_model(path: str | Path, model: RatingModel | RankingModel, state: dict[str, torch.Tensor] | None = None,
                extra: dict[str, Any] | None = None) -> None:
     """Atomically save the unwrapped model's config, data shape and weights (`state` or its own)."""
     torch_save(path, {
         "config": asdict(model.config),
         "shape": asdict(model.shape),
+        "shape_kind": type(model.shape).__name__,
         "state_dict": state if state is not None else model.state_dict(),
         "extra": extra or {},
     })
 
 
-def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[RatingModel, dict[str, Any]]:
+def load_model(path: str | Path, device: torch.device | str = "cpu"
+               ) -> tuple[RatingModel | RankingModel, dict[str, Any]]:
     """Rebuild a model from a checkpoint written by `save_model`; returns (model, extra)."""
     blob = torch.load(path, map_location="cpu", weights_only=False)
-    model = build_model(blob["config"], DataShape(**blob["shape"]))
+    shape_class = RankingShape if blob.get("shape_kind") == "RankingShape" else DataShape
+    model = build_model(blob["config"], shape_class(**blob["shape"]))
     model.load_state_dict(blob["state_dict"])
     return model.to(device), blob["extra"]

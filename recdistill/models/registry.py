@@ -1,5 +1,5 @@
 """Find model classes by name: every module in `recdistill.models` that defines a `RatingModel`
-subclass with a `Config` dataclass is picked up, so adding a model is one file plus one config."""
+or `RankingModel` subclass with a `Config` dataclass is picked up, so adding a model is one file plus one config."""
 
 from __future__ import annotations
 
@@ -13,21 +13,22 @@ from omegaconf import DictConfig, OmegaConf
 import recdistill.models as models_package
 from recdistill.errors import ConfigError
 from recdistill.models.base import DataShape, RatingModel
+from recdistill.models.ranking_base import RankingModel, RankingShape
 
 
 @cache
-def model_classes() -> dict[str, type[RatingModel]]:
+def model_classes() -> dict[str, type[RatingModel | RankingModel]]:
     """Map model name (the `name` default of its Config) to class."""
     found: dict[str, type[RatingModel]] = {}
     for info in pkgutil.iter_modules(models_package.__path__):
         module = importlib.import_module(f"{models_package.__name__}.{info.name}")
         for value in vars(module).values():
-            if isinstance(value, type) and issubclass(value, RatingModel) and hasattr(value, "Config"):
+            if isinstance(value, type) and issubclass(value, (RatingModel, RankingModel)) and hasattr(value, "Config"):
                 found[value.Config.name] = value
     return found
 
 
-def get_model_class(name: str) -> type[RatingModel]:
+def get_model_class(name: str) -> type[RatingModel | RankingModel]:
     """The model class called `name`, or a ConfigError listing the valid names."""
     classes = model_classes()
     if name not in classes:
@@ -35,7 +36,7 @@ def get_model_class(name: str) -> type[RatingModel]:
     return classes[name]
 
 
-def build_model(config: DictConfig | dict[str, Any], shape: DataShape) -> RatingModel:
+def build_model(config: DictConfig | dict[str, Any], shape: DataShape | RankingShape) -> RatingModel | RankingModel:
     """Build a model from its config node (validated against the model's Config schema)."""
     raw = OmegaConf.to_container(config, resolve=True) if isinstance(config, DictConfig) else dict(config)
     model_class = get_model_class(str(raw.get("name")))
