@@ -91,7 +91,7 @@ def train_command(args: list[str]) -> None:
         done = completed_metrics(run_dir, cfg)
         if done is not None:
             log.info("%s already holds complete results for this config; skipping", run_dir)
-            return done["student_kd"]["valid"]["mae"]
+            return done["student_kd"]["valid"][cfg.trainer.student.monitor]
         try:
             metrics = run(cfg, run_dir)
         except Exception as error:  # noqa: BLE001 - in a sweep one failed job must not stop the others
@@ -107,7 +107,7 @@ def train_command(args: list[str]) -> None:
                                                 "traceback": traceback.format_exc()})
             return None
         (run_dir / "error.json").unlink(missing_ok=True)
-        return metrics["student_kd"]["valid"]["mae"]
+        return metrics["student_kd"]["valid"][cfg.trainer.student.monitor]
 
     Path("outputs").mkdir(exist_ok=True)  # the Optuna sweeper's SQLite study lives there
     sys.argv = ["recdistill train", *_resume_arguments(args)]

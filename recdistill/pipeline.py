@@ -12,9 +12,10 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
+from torch import nn
 from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf
 
@@ -38,7 +39,7 @@ from recdistill.utils.atomic import write_json
 
 log = logging.getLogger(__name__)
 
-TASKS = ("rating",)
+TASKS = ("rating", "ranking")
 #: Part of every model cache key; bump it when model code changes what a checkpoint means.
 MODEL_CACHE_FORMAT = 3
 
@@ -61,8 +62,8 @@ def cache_root(cfg: DictConfig) -> Path:
     return Path(str(cfg.cache_dir)).expanduser()
 
 
-def prepare_data(cfg: DictConfig, run_dir: Path) -> RunData:
-    """Load the dataset, make (or reuse) the split, and build the model inputs under the protocol."""
+def load_or_make_split(cfg: DictConfig, run_dir: Path) -> tuple[RecData, Split, str]:
+    """Load the dataset and make (or reuse from the cache) the split; record it in the run folder."""
     data = load_dataset(cfg.dataset, seed=cfg.seed)
     key = split_key(OmegaConf.to_container(cfg.dataset), OmegaConf.to_container(cfg.split), cfg.seed)
     split_dir = cache_root(cfg) / "splits" / key
@@ -73,13 +74,19 @@ def prepare_data(cfg: DictConfig, run_dir: Path) -> RunData:
         save_split(split, split_dir)
     write_json(run_dir / "split.json", {"key": key, "path": str(split_dir), **OmegaConf.to_container(cfg.split),
                                         "sizes": {n: len(getattr(split, n)) for n in ("train", "valid", "test")}})
+    log.info("data %s: %d users, %d items; split %s %s -> train %d, valid %d, test %d", data.name, data.n_users,
+             data.n_items, cfg.split.name, key, len(split.train), len(split.valid), len(split.test))
+    return data, split, key
+
+
+def prepare_data(cfg: DictConfig, run_dir: Path) -> RunData:
+    """Load the dataset, make (or reuse) the split, and build the model inputs under the protocol."""
+    data, split, key = load_or_make_split(cfg, run_dir)
     frames = {"train": split.train, "valid": split.valid, "test": split.test}
     train, windows = build_split_data(frames, cfg.evaluator.history_length)
     shape = DataShape(n_users=data.n_users, n_items=data.n_items, n_classes=5,
                       history_length=cfg.evaluator.history_length,
                       rating_mean=float(split.train["rating"].mean()))
-    log.info("data %s: %d users, %d items; split %s %s -> train %d, valid %d, test %d", data.name, data.n_users,
-             data.n_items, cfg.split.name, key, len(split.train), len(split.valid), len(split.test))
     evaluation = {name: build_user_rows(w) or w for name, w in windows.items()}
     return RunData(data, split, key, train, windows, evaluation, shape)
 
@@ -115,10 +122,25 @@ def role_seed(cfg: DictConfig, role: str) -> int:
 
 def train_alone(cfg: DictConfig, role: str, run: RunData, run_dir: Path, device: torch.device
                 ) -> tuple[RatingModel, dict]:
-    """Train `role`'s model on ground truth only, or load it from the cache keyed by everything that
-    determines it: the teacher in stage 1, and the student-alone baseline, which a sweep over
-    strategies shares. A file lock per key makes concurrent jobs wait for the one training it."""
+    """Train `role`'s model on ground truth only (see `cached_model`)."""
+    def fit() -> tuple[RatingModel, dict]:
+        model = new_model(cfg[role], run, cfg, role_seed(cfg, role))
+        result = train(model, build_objective(_no_distillation()), run.train, run.evaluation["valid"],
+                       cfg.trainer[role], device, role_seed(cfg, role), run_dir / "checkpoints" / f"{role}_{key}",
+                       role, cfg.trainer.eval_batch_size)
+        model.load_state_dict(result.best_state)
+        return model, {"training": result.summary()}
+
     key = model_key(cfg, run, role)
+    return cached_model(cfg, role, key, fit, device)
+
+
+def cached_model(cfg: DictConfig, role: str, key: str, fit: Callable[[], tuple[nn.Module, dict]],
+                 device: torch.device, after_load: Callable[[nn.Module], None] | None = None
+                 ) -> tuple[nn.Module, dict]:
+    """`fit()` `role`'s model, or load it from the cache entry `key` (everything that determines it):
+    the teacher in stage 1, and the student-alone baseline, which a sweep over strategies shares.
+    A file lock per key makes concurrent jobs wait for the one training it."""
     cached = cache_root(cfg) / f"{role}s" / f"{key}.pt"
     cached.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(cached.with_suffix(".lock"))):
@@ -126,17 +148,13 @@ def train_alone(cfg: DictConfig, role: str, run: RunData, run_dir: Path, device:
             log.info("%s %s found in cache %s", role, key, cached)
             try:
                 model, extra = load_model(cached, device)
+                if after_load is not None:
+                    after_load(model)
                 return model, {**extra, "key": key, "from_cache": True}
             except (RuntimeError, KeyError, EOFError) as error:  # written by incompatible code: retrain
                 log.warning("cached %s %s is unusable (%s); training it again", role, cached, error)
         log.info("training %s %s (%s) on ground truth", role, key, cfg[role].name)
-        seed = role_seed(cfg, role)
-        model = new_model(cfg[role], run, cfg, seed)
-        result = train(model, build_objective(_no_distillation()), run.train, run.evaluation["valid"],
-                       cfg.trainer[role], device, seed, run_dir / "checkpoints" / f"{role}_{key}", role,
-                       cfg.trainer.eval_batch_size)
-        model.load_state_dict(result.best_state)
-        extra = {"training": result.summary()}
+        model, extra = fit()
         save_model(cached, model, extra=extra)  # atomic: a partly written entry is never used
         return model, {**extra, "key": key, "from_cache": False}
 
@@ -181,6 +199,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Run the whole study for one config; returns the metrics dict also written to metrics.json."""
     if cfg.task not in TASKS:
         raise ConfigError(f"task {cfg.task!r} unknown; valid: {list(TASKS)}")
+    if cfg.task == "ranking":
+        from recdistill.ranking_pipeline import run_ranking
+
+        return run_ranking(cfg, run_dir)
     started = time.time()
     claim_run_dir(cfg, run_dir)
     device = runinfo.resolve_device(cfg.device)
@@ -189,7 +211,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
     clock = time.perf_counter()
     run = prepare_data(cfg, run_dir)
-    objective = build_objective(cfg.distill)
+    objective = build_objective(cfg.distill, task="rating")
     stage_seconds["data"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -213,20 +235,27 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     results = {role: evaluate_role(role, model, info, run, cfg, device) for role, (model, info) in models.items()}
     stage_seconds["evaluate"] = time.perf_counter() - clock
 
-    info = {
+    info = run_info(cfg, device, models, teacher_info, run.split_key, protocol(cfg), stage_seconds, started)
+    metrics = write_results(run_dir, info, results)
+    write_run_report(run_dir)
+    return metrics
+
+
+def run_info(cfg: DictConfig, device: torch.device, models: dict[str, tuple[nn.Module, dict]], teacher_info: dict,
+             key: str, run_protocol: dict[str, Any], stage_seconds: dict[str, float], started: float
+             ) -> dict[str, Any]:
+    """The `run` block of metrics.json: what ran, under which protocol, with which code and config."""
+    return {
         "experiment": cfg.experiment_name, "task": cfg.task, "seed": cfg.seed, "teacher_seed": cfg.teacher_seed,
         "device": str(device),
         "dataset": cfg.dataset.name, "teacher": cfg.teacher.name, "student": cfg.student.name,
         "distill": cfg.distill.name, "loss_formula": models["student_kd"][1].get("loss_formula"),
         "teacher_key": teacher_info["key"], "student_key": models.get("student", (None, {}))[1].get("key"),
-        "teacher_from_cache": teacher_info["from_cache"], "split_key": run.split_key,
-        "protocol": protocol(cfg), "stage_seconds": stage_seconds, "seconds": time.time() - started,
+        "teacher_from_cache": teacher_info["from_cache"], "split_key": key,
+        "protocol": run_protocol, "stage_seconds": stage_seconds, "seconds": time.time() - started,
         "versions": runinfo.package_versions(), "git": runinfo.git_revision(),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
-    metrics = write_results(run_dir, info, results)
-    write_run_report(run_dir)
-    return metrics
 
 
 def claim_run_dir(cfg: DictConfig, run_dir: Path) -> None:

@@ -18,3 +18,4 @@ class DistillConfig:
     name: str = "none"  # label of this setting in run names and reports
     base_weight: float = 1.0  # weight of the student's own ground-truth loss terms
     terms: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # strategy name -> weight + params
+    teacher_topk: int = 100  # ranking: length of each user's teacher top-K list that extraction keeps

@@ -114,9 +114,16 @@ def _check_param(strategy: str, key: str, value: Any, annotation: Any) -> Any:
     )
 
 
-def build_strategy(name: str, settings: Mapping[str, Any]) -> tuple[float, Strategy | None]:
-    """Parse one `terms` entry into (weight, strategy); the strategy is None when weight is 0."""
+def build_strategy(name: str, settings: Mapping[str, Any], task: str | None = None
+                   ) -> tuple[float, Strategy | None]:
+    """Parse one `terms` entry into (weight, strategy); the strategy is None when weight is 0.
+
+    With `task` given, a strategy written for another task's model outputs is a ConfigError."""
     cls = get_strategy_class(name)
+    if task is not None and cls.task != task:
+        valid = sorted(n for n, c in available_strategies().items() if c.task == task)
+        raise ConfigError(f"distillation strategy {name!r} works on the {cls.task} task, not {task}; "
+                          f"valid for {task}: {valid}")
     hints = typing.get_type_hints(cls.Params)
     fields = {f.name: hints.get(f.name, Any) for f in dataclasses.fields(cls.Params)}
     valid = ["weight", *fields]
@@ -134,8 +141,9 @@ def build_strategy(name: str, settings: Mapping[str, Any]) -> tuple[float, Strat
     return float(weight), cls(cls.Params(**params))
 
 
-def build_objective(cfg: Any) -> DistillationObjective:
-    """Build the objective from a `DistillConfig` (dataclass or Hydra DictConfig)."""
+def build_objective(cfg: Any, task: str | None = None) -> DistillationObjective:
+    """Build the objective from a `DistillConfig` (dataclass or Hydra DictConfig); with `task`, every
+    strategy must work on that task."""
     base_weight = cfg.base_weight
     if not _is_number(base_weight) or base_weight < 0:
         raise ConfigError(f"distill.base_weight must be a number >= 0, got {base_weight!r}")
@@ -146,7 +154,7 @@ def build_objective(cfg: Any) -> DistillationObjective:
                 f"distill.terms.{name} must be a mapping with 'weight' and params, got {settings!r}; "
                 f"valid strategies: {sorted(available_strategies())}"
             )
-        weight, strategy = build_strategy(str(name), settings)
+        weight, strategy = build_strategy(str(name), settings, task)
         if strategy is not None:
             terms[str(name)] = (weight, strategy)
     if base_weight == 0 and not terms:

@@ -20,12 +20,12 @@ from rich.table import Table
 
 from recdistill.errors import RecdistillError
 from recdistill.reporting.run_report import markdown_table
-from recdistill.reporting.runs import (Failure, aggregate, group_keys, higher_is_better, load_runs,
-                                       with_group_columns)
-from recdistill.reporting.significance import PER_USER_METRICS, significance
+from recdistill.reporting.runs import (Failure, aggregate, group_keys, headline_metrics, higher_is_better,
+                                       load_runs, with_group_columns)
+from recdistill.reporting.significance import is_per_user, significance
 
-#: Metrics shown when no --metric is given.
-DEFAULT_METRICS = ["accuracy", "mae", "rmse"]
+#: Metrics shown when no --metric is given: the task's headline metrics (`runs.HEADLINE_METRICS`).
+DEFAULT_METRICS = "accuracy, mae, rmse for ratings; ndcg@10, hr@10, recall@10, mrr@10 for ranking"
 #: Efficiency columns always shown: (summary column prefix, header).
 COST_COLUMNS = [("params", "params"), ("latency_ms_median", "latency ms")]
 FORMATS = ("table", "csv", "markdown", "json")
@@ -38,7 +38,7 @@ def parse_args(args: list[str]) -> argparse.Namespace:
     parser.add_argument("--by", action="append", metavar="KEY",
                         help="dotted config key to group by, repeatable (default: the keys that differ)")
     parser.add_argument("--metric", action="append", metavar="M",
-                        help=f"metric to show, repeatable (default {', '.join(DEFAULT_METRICS)})")
+                        help=f"metric to show, repeatable (default {DEFAULT_METRICS})")
     parser.add_argument("--split", default="test", choices=["valid", "test"],
                         help="split of the metrics (default test; paired tests always use per-user test metrics)")
     parser.add_argument("--baseline", metavar="KEY=VALUE",
@@ -76,7 +76,7 @@ def _is_best(value: float, best: float) -> bool:
 
 def _tested(summary: pd.DataFrame, metrics: list[str]) -> list[str]:
     return [m for m in metrics
-            if m in PER_USER_METRICS and f"{m}_pairs" in summary and summary[f"{m}_pairs"].notna().any()]
+            if is_per_user(m) and f"{m}_pairs" in summary and summary[f"{m}_pairs"].notna().any()]
 
 
 def _console(table: Table, stderr: bool = False) -> Console:
@@ -191,7 +191,7 @@ def compare_main(args: list[str]) -> None:
     if options.plot is not None and options.plot.suffix.lower() != ".png":
         raise RecdistillError(f"compare: --plot {options.plot} must name a .png file")
     runs = load_runs(options.paths, options.split)
-    metrics = list(dict.fromkeys(options.metric or DEFAULT_METRICS))
+    metrics = list(dict.fromkeys(options.metric or headline_metrics(runs.metrics)))
     unknown = [m for m in metrics if m not in runs.metrics]
     if unknown:
         raise RecdistillError(f"compare: unknown metric(s) {unknown}; valid: {runs.metrics}")
@@ -210,7 +210,7 @@ def compare_main(args: list[str]) -> None:
     if options.plot is not None:
         from recdistill.reporting.plots import comparison_figure, save_figure
 
-        metric = options.metric[0] if options.metric else "mae"
+        metric = metrics[0]
         save_figure(comparison_figure(summary, keys, metric, options.split), options.plot)
         Console(stderr=True).print(f"wrote {options.plot}", markup=False, highlight=False)
     report_failures(runs.failures)

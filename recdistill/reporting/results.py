@@ -87,8 +87,10 @@ def write_results(run_dir: Path, info: dict[str, Any], results: dict[str, RoleRe
 
 def print_table(metrics: dict[str, Any], roles: list[str], console: Console | None = None) -> None:
     """A rich table of test metrics and efficiency per role; best value per metric in bold."""
+    from recdistill.reporting.runs import headline_metrics, higher_is_better
+
     table = Table(title=f"{metrics['run']['experiment']} (seed {metrics['run']['seed']}) — test")
-    columns = [("accuracy", True), ("mae", False), ("rmse", False)]
+    columns = [(name, higher_is_better(name)) for name in headline_metrics(metrics[roles[0]]["test"])]
     table.add_column("role")
     for name, _ in columns:
         table.add_column(name, justify="right")

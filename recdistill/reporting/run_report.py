@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from recdistill.errors import RecdistillError
-from recdistill.reporting.runs import ROLE_ORDER, flatten, label
+from recdistill.reporting.runs import ROLE_ORDER, flatten, headline_metrics, label
 
 log = logging.getLogger(__name__)
 
@@ -28,14 +28,15 @@ def markdown_table(headers: list[str], rows: list[list[Any]]) -> str:
 
 
 def _metrics_section(metrics: dict[str, Any], roles: list[str]) -> str:
-    headers = ["role", "model", "valid accuracy", "valid MAE", "valid RMSE", "test accuracy", "test MAE",
-               "test RMSE", "params", "size KB", "latency ms (median)", "throughput /s"]
+    names = headline_metrics(metrics[roles[0]]["test"])
+    headers = ["role", "model", *(f"{split} {name}" for split in ("valid", "test") for name in names),
+               "params", "size KB", "latency ms (median)", "throughput /s"]
     rows = []
     for role in roles:
         block = metrics[role]
         valid, test, efficiency = block["valid"], block["test"], block["efficiency"]
         rows.append([role, block.get("model", ""),
-                     *(f"{split[m]:.4f}" for split in (valid, test) for m in ("accuracy", "mae", "rmse")),
+                     *(f"{split[m]:.4f}" for split in (valid, test) for m in names),
                      f"{efficiency['params']:,}", f"{efficiency['size_bytes'] / 1024:.0f}",
                      f"{efficiency['latency_ms_median']:.2f}", f"{efficiency['throughput_per_s']:,.0f}"])
     return markdown_table(headers, rows)
@@ -104,7 +105,9 @@ def write_run_report(run_dir: Path) -> None:
         if {"role", "epoch", "train_loss"} <= set(history.columns) and not history.empty:
             from recdistill.reporting.plots import save_figure, training_curves_figure
 
-            save_figure(training_curves_figure(history), run_dir / CURVES)
+            monitor = f"valid_{metrics['run'].get('config', {}).get('trainer', {}).get('student', {}).get('monitor', 'mae')}"
+            save_figure(training_curves_figure(history, monitor if monitor in history.columns else "valid_mae"),
+                        run_dir / CURVES)
             curves = True
     if not curves:
         log.info("report: no training history in %s; report.md without curves", run_dir)

@@ -29,6 +29,8 @@ IGNORED_SUFFIXES = ("dir", "path")
 MISSING = "—"
 #: Efficiency figures copied into each row next to the split's metrics.
 EFFICIENCY = ("params", "size_bytes", "latency_ms_median", "latency_ms_p90", "throughput_per_s")
+#: The metrics tables show first, per task.
+HEADLINE_METRICS = {"rating": ["accuracy", "mae", "rmse"], "ranking": ["ndcg@10", "hr@10", "recall@10", "mrr@10"]}
 #: Metrics where a lower value is better; every other metric is better higher.
 LOWER_IS_BETTER = frozenset({"mae", "rmse", "params", "size_bytes", "latency_ms_median", "latency_ms_p90"})
 
@@ -54,6 +56,13 @@ class RunSet:
     def metrics(self) -> list[str]:
         """The metric columns a row carries (split metrics, then efficiency)."""
         return [c for c in self.rows.columns if c not in ("run", "seed", "role", "model")]
+
+
+def headline_metrics(available: list[str] | dict[str, Any]) -> list[str]:
+    """The headline metrics of the task whose metric names `available` holds (rating or ranking)."""
+    task = "rating" if "accuracy" in available or "mae" in available else "ranking"
+    headline = [m for m in HEADLINE_METRICS[task] if m in available]
+    return headline or [m for m in available if m not in EFFICIENCY][:4]
 
 
 def higher_is_better(metric: str) -> bool:

@@ -22,8 +22,15 @@ from recdistill.reporting.runs import MISSING, as_number, label
 
 log = logging.getLogger(__name__)
 
-#: Per-user metrics that can be tested (the columns of per_user.parquet).
+#: Per-user metrics that can be tested (the columns of per_user.parquet): rating metrics, and ranking
+#: metrics at any K (`ndcg@10`); coverage is a property of all users' lists together, not per user.
 PER_USER_METRICS = ("accuracy", "mae", "rmse")
+PER_USER_RANKING = ("hr", "ndcg", "recall", "precision", "mrr", "map")
+
+
+def is_per_user(metric: str) -> bool:
+    """Whether `metric` exists per user, so runs can be paired on it."""
+    return metric in PER_USER_METRICS or metric.partition("@")[0] in PER_USER_RANKING
 #: The baseline column's text in default mode.
 STUDENT_ALONE = "student (same runs)"
 
@@ -135,7 +142,7 @@ def _baseline_runs(group: pd.Series, rows: pd.DataFrame, keys: list[str], key: s
 def significance(summary: pd.DataFrame, rows: pd.DataFrame, keys: list[str], metrics: list[str],
                  baseline: str | None, configs: dict[str, dict[str, Any]]) -> pd.DataFrame:
     """Per summary row: `baseline` and, per testable metric, pairs, diff, p_ttest and p_wilcoxon."""
-    tested = [m for m in metrics if m in PER_USER_METRICS]
+    tested = [m for m in metrics if is_per_user(m)]
     per_user = PerUser()
     seeds = dict(zip(rows["run"], rows["seed"]))
     parsed = parse_baseline(baseline, configs) if baseline else None

@@ -12,9 +12,11 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 import torch
+from torch import nn
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from recdistill.data.batching import RatingWindows, TrainingSequences
@@ -30,6 +32,32 @@ log = logging.getLogger(__name__)
 
 #: Whether a larger value of each monitorable validation metric is better.
 HIGHER_IS_BETTER = {"mae": False, "rmse": False, "accuracy": True}
+#: Ranking metrics, monitorable at any K as `<name>@<K>` (e.g. ndcg@10); larger is better.
+RANKING_METRICS = ("hr", "ndcg", "recall", "precision", "mrr", "map")
+
+
+def higher_is_better(monitor: str) -> bool:
+    """Direction of a monitorable metric; ConfigError listing the valid names otherwise."""
+    if monitor in HIGHER_IS_BETTER:
+        return HIGHER_IS_BETTER[monitor]
+    name, _, k = monitor.partition("@")
+    if name in RANKING_METRICS and k.isdigit():
+        return True
+    raise ConfigError(f"trainer monitor {monitor!r} unknown; valid: {sorted(HIGHER_IS_BETTER)} for ratings, "
+                      f"or <metric>@<K> for ranking with metric in {list(RANKING_METRICS)}")
+
+
+def _rating_validation(valid_data: RatingWindows, eval_batch_size: int, device: torch.device
+                       ) -> Callable[[RatingModel], dict[str, float]]:
+    def validate(model: RatingModel) -> dict[str, float]:
+        output = predict(model, valid_data, eval_batch_size, device)
+        return rating_metrics(output.logits, output.rating, valid_data.targets["rating"])
+    return validate
+
+
+def _batch_targets(batch: dict[str, torch.Tensor]) -> int:
+    """Targets in a batch: ranking batches say so, rating batches have one label per target."""
+    return int(batch["n_targets"]) if "n_targets" in batch else len(batch["label"])
 
 
 @dataclass
@@ -55,10 +83,10 @@ def _improved(value: float, best: float | None, higher_is_better: bool) -> bool:
 
 
 def train(
-    model: RatingModel,
+    model: nn.Module,
     objective: DistillationObjective,
     train_data: TrainingSequences | RatingWindows,
-    valid_data: RatingWindows,
+    valid_data: RatingWindows | Callable[[nn.Module], dict[str, float]],
     config: LoopConfig,
     device: torch.device,
     seed: int,
@@ -66,10 +94,11 @@ def train(
     label: str,
     eval_batch_size: int = 4096,
 ) -> TrainResult:
-    """Train `model` on `objective`, early-stopping on `config.monitor`; resumes from `checkpoint_dir`."""
-    if config.monitor not in HIGHER_IS_BETTER:
-        raise ConfigError(f"trainer monitor {config.monitor!r} unknown; valid: {sorted(HIGHER_IS_BETTER)}")
-    higher_is_better = HIGHER_IS_BETTER[config.monitor]
+    """Train `model` on `objective`, early-stopping on `config.monitor`; resumes from `checkpoint_dir`.
+
+    `valid_data` is a rating split, or any function returning validation metrics for the model."""
+    larger_is_better = higher_is_better(config.monitor)
+    validate = valid_data if callable(valid_data) else _rating_validation(valid_data, eval_batch_size, device)
     model.to(device)
     objective.to(device)
     parameters = [p for p in list(model.parameters()) + list(objective.parameters()) if p.requires_grad]
@@ -108,12 +137,14 @@ def train(
                 if config.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(parameters, config.grad_clip)
                 optimizer.step()
-                size = len(batch["label"])
+                size = _batch_targets(batch)
                 for name, value in terms.items():
                     sums[name] = sums.get(name, 0.0) + float(value.detach()) * size
                 progress.advance(task, size)
-            valid_output = predict(model, valid_data, eval_batch_size, device)
-            valid = rating_metrics(valid_output.logits, valid_output.rating, valid_data.targets["rating"])
+            valid = validate(model)
+            if config.monitor not in valid:
+                raise ConfigError(f"trainer monitor {config.monitor!r} is not among the validation metrics "
+                                  f"{sorted(valid)}")
             seconds = time.perf_counter() - started
             row = {"epoch": epoch, **{f"train_{k}": v / len(train_data) for k, v in sums.items()},
                    **{f"valid_{k}": v for k, v in valid.items()}, "seconds": seconds}
@@ -121,7 +152,7 @@ def train(
             state["seconds"] += seconds
             state["epoch"] = epoch
             value = valid[config.monitor]
-            if _improved(value, state["best_value"], higher_is_better):
+            if _improved(value, state["best_value"], larger_is_better):
                 state.update(best_value=value, best_epoch=epoch, best_valid=valid, bad_epochs=0,
                              best_state=copy.deepcopy({k: v.cpu() for k, v in model.state_dict().items()}))
             else:
