@@ -14,11 +14,19 @@ from recdistill.config_schema import register_schemas
 from recdistill.distill.objective import build_objective
 from recdistill.evaluation.efficiency import count_parameters
 from recdistill.models.base import DataShape
-from recdistill.models.registry import build_model
+from recdistill.models.ranking_base import RankingModel, RankingShape
+from recdistill.models.registry import build_model, get_model_class
 
 CONFIGS = config_dir()
 EXPERIMENTS = sorted(p.stem for p in (CONFIGS / "experiment").glob("*.yaml"))
 ML100K = DataShape(n_users=943, n_items=1682, history_length=32)
+ML100K_RANKING = RankingShape(n_users=943, n_items=1682, max_length=50)
+
+
+def shape_for(model_cfg):
+    """The data shape a model of this config is built with: rating or ranking."""
+    ranking = issubclass(get_model_class(model_cfg.name), RankingModel)
+    return ML100K_RANKING if ranking else ML100K
 
 
 def compose_run(overrides):
@@ -37,8 +45,8 @@ def test_every_experiment_composes_and_builds(experiment):
     cfg = compose_run([f"+experiment={experiment}"])
     assert cfg.experiment_name == experiment
     for role in ("teacher", "student"):
-        build_model(cfg[role], ML100K)
-    build_objective(cfg.distill)
+        build_model(cfg[role], shape_for(cfg[role]))
+    build_objective(cfg.distill, task=cfg.task)
 
 
 @pytest.mark.parametrize("group", ["teacher", "student", "distill", "dataset", "split", "trainer", "evaluator"])
@@ -46,7 +54,7 @@ def test_every_group_option_composes(group):
     for option in options(group):
         cfg = compose_run([f"{group}={option}"])
         if group in ("teacher", "student"):
-            build_model(cfg[group], ML100K)
+            build_model(cfg[group], shape_for(cfg[group]))
         if group == "distill":
             build_objective(cfg.distill)
 

@@ -1,0 +1,294 @@
+"""Top-K ranking evaluation: rank items for users, then score the lists against a split.
+
+Two protocols:
+
+    full     every item of the catalogue is ranked (the default and the one to report); items
+             the split's input history holds are masked out when `mask_history` is on
+    sampled  each user's candidates are their ground-truth `split` items plus `n_negatives`
+             items drawn uniformly, without replacement, among the items the user has not
+             interacted with in any split; only the candidates are ranked
+
+Ties are broken by the lower item id, so a ranking does not depend on the user batch size or
+the item chunk size. An item scored -inf (masked, or by the model) is never recommended: lists
+with fewer than k rankable items are padded with item -1 and score -inf. NaN scores are an error.
+
+Memory stays bounded by batch_size x (item_chunk + 2k) scores on the device (each chunk's top-k
+is merged with the running top-k); only each batch's final (B, k) lists go to the CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from recdistill.data.ranking_data import RankingData
+from recdistill.evaluation.ranking_metrics import (hit_matrix, per_user_ranking_metrics, relevant_counts,
+                                                   summarize_ranking)
+from recdistill.models.ranking_base import RankingModel
+
+log = logging.getLogger(__name__)
+
+PROTOCOLS = ("full", "sampled")
+
+
+@dataclass
+class TopK:
+    """Each user's top-k items, best first, on the CPU; padding is item -1 with score -inf."""
+
+    users: torch.Tensor  # (U,) int64 user ids
+    items: torch.Tensor  # (U, k) int64
+    scores: torch.Tensor  # (U, k) float32
+
+    @property
+    def k(self) -> int:
+        """Length of each list."""
+        return self.items.shape[1]
+
+
+def _lowest_index_ties(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """(R, k) ascending indices of the k largest of each row, the lowest indices among a tie at the k-th."""
+    kth = scores.topk(k, dim=1).values[:, -1:]  # (R, 1) the k-th largest score of each row
+    above = scores > kth  # (R, N) certainly in
+    tied = scores == kth  # (R, N) in while seats are left, lowest index first
+    seats = k - above.sum(1, keepdim=True)  # (R, 1)
+    take = above | (tied & (torch.cumsum(tied, 1) <= seats))  # (R, N) exactly k per row
+    return take.nonzero()[:, 1].view(-1, k)  # (R, k)
+
+
+def stable_topk(scores: torch.Tensor, k: int, floor: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(values, indices), each (B, min(k, N)), of the k largest of each row of `scores` (B, N),
+    best first; among equal scores the lower index comes first (torch.topk leaves ties arbitrary).
+    Ties at or below `floor` (B,), when given, may be resolved arbitrarily (the caller drops them)."""
+    width = scores.shape[1]
+    if width <= k:
+        return scores.sort(dim=1, descending=True, stable=True)
+    top = scores.topk(k + 1, dim=1)  # (B, k + 1)
+    index = top.indices[:, :k]  # (B, k)
+    ambiguous = top.values[:, k - 1] == top.values[:, k]  # (B,) a tie across the cut: which side is arbitrary
+    if floor is not None:
+        ambiguous &= top.values[:, k - 1] > floor
+    if bool(ambiguous.any()):
+        rows = ambiguous.nonzero().squeeze(1)  # (R,)
+        tied_rows = scores[rows]  # (R, N)
+        index[rows] = _lowest_index_ties(tied_rows.masked_fill(tied_rows.isnan(), float("inf")), k)  # (R, k)
+    index = index.sort(dim=1).values  # (B, k) ascending, so the stable sort below puts lower ones first
+    values = scores.gather(1, index)  # (B, k)
+    order = values.sort(dim=1, descending=True, stable=True).indices  # (B, k)
+    return values.gather(1, order), index.gather(1, order)
+
+
+def _pad(values: torch.Tensor, items: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad (B, n <= k) lists to (B, k) and turn -inf entries into padding (item -1)."""
+    missing = k - values.shape[1]
+    if missing > 0:
+        values = torch.cat([values, values.new_full((values.shape[0], missing), float("-inf"))], 1)  # (B, k)
+        items = torch.cat([items, items.new_full((items.shape[0], missing), -1)], 1)  # (B, k)
+    return values, torch.where(values == float("-inf"), -1, items)
+
+
+def _model_device(model: RankingModel) -> torch.device:
+    parameter = next(iter(model.parameters()), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
+def _batches(users: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
+    assert batch_size >= 1, f"batch_size must be >= 1, got {batch_size}"
+    return list(torch.split(users, batch_size))
+
+
+def _check_finite(model: RankingModel, scores: torch.Tensor, users: torch.Tensor) -> None:
+    """NaN scores rank above everything in torch.topk, so any NaN of a row reaches its final list."""
+    bad = scores.isnan().any(1)  # (B,)
+    if bool(bad.any()):
+        raise ValueError(f"{type(model).__name__} gave NaN scores for {int(bad.sum())} users "
+                         f"(first: user {int(users[bad.cpu()][0])}); cannot rank them")
+
+
+def _finish(users: torch.Tensor, items: list[torch.Tensor], scores: list[torch.Tensor], k: int) -> TopK:
+    if not items:
+        return TopK(users, torch.zeros((0, k), dtype=torch.long), torch.zeros((0, k)))
+    return TopK(users, torch.cat(items), torch.cat(scores))
+
+
+def full_ranking_topk(model: RankingModel, data: RankingData, split: str, k: int, *,
+                      users: torch.Tensor | None = None, batch_size: int = 1024, item_chunk: int = 65536,
+                      mask_history: bool = True, device: torch.device | str | None = None) -> TopK:
+    """Each user's top-k items over the whole catalogue, under `split`'s input protocol."""
+    assert k >= 1 and item_chunk >= 1, f"k and item_chunk must be >= 1, got k={k}, item_chunk={item_chunk}"
+    device = torch.device(device) if device is not None else _model_device(model)
+    users = (data.eval_users(split) if users is None else users).cpu().long()
+    starts = list(range(0, data.n_items, item_chunk))
+    was_training = model.training
+    model.eval()
+    top_items, top_scores = [], []
+    try:
+        with torch.no_grad():
+            for batch_users in _batches(users, batch_size):
+                state = model(data.user_batch(batch_users, split, device)).state
+                if mask_history:  # history sorted by item, so each chunk's pairs are one slice
+                    row, item = data.history(batch_users, split)  # (nnz,), (nnz,)
+                    item, order = torch.sort(item)
+                    row = row[order]
+                    bounds = torch.searchsorted(item, torch.tensor(starts + [data.n_items])).tolist()
+                    row, item = row.to(device), item.to(device)
+                best = torch.zeros((len(batch_users), 0), device=device)  # (B, <=k) running best scores
+                best_items = torch.zeros((len(batch_users), 0), dtype=torch.long, device=device)  # (B, <=k)
+                for chunk, start in enumerate(starts):
+                    stop = min(start + item_chunk, data.n_items)
+                    scores = model.score_items(state, torch.arange(start, stop, device=device)).float()  # (B, C)
+                    if mask_history:
+                        lo, hi = bounds[chunk], bounds[chunk + 1]
+                        scores = scores.contiguous()  # a model may return an expanded view: never write into it
+                        scores[row[lo:hi], item[lo:hi] - start] = float("-inf")
+                    # once k items are kept, chunk items tied with the k-th kept one lose to it (lower id)
+                    floor = best[:, -1] if best.shape[1] == k else None  # (B,)
+                    chunk_best, position = stable_topk(scores, k, floor)  # (B, <=k)
+                    merged = torch.cat([best, chunk_best], 1)  # (B, <=2k), earlier (lower) items first
+                    merged_items = torch.cat([best_items, position + start], 1)  # (B, <=2k)
+                    best, position = stable_topk(merged, k)  # (B, <=k)
+                    best_items = merged_items.gather(1, position)  # (B, <=k)
+                _check_finite(model, best, batch_users)
+                best, best_items = _pad(best, best_items, k)
+                top_scores.append(best.cpu())
+                top_items.append(best_items.cpu())
+    finally:
+        model.train(was_training)
+    return _finish(users, top_items, top_scores, k)
+
+
+def _padded_lists(row: torch.Tensor, item: torch.Tensor, n_rows: int) -> torch.Tensor:
+    """(n_rows, width) items of each row from (row, item) pairs sorted by row, padded with -1."""
+    counts = torch.bincount(row, minlength=n_rows)  # (B,)
+    width = int(counts.max()) if len(counts) else 0
+    slot = torch.arange(len(row)) - (torch.cumsum(counts, 0) - counts)[row]  # (nnz,) position in its row
+    lists = torch.full((n_rows, width), -1, dtype=torch.long)  # (B, T)
+    lists[row, slot] = item
+    return lists
+
+
+def _distinct_ranks(n_free: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+    """(B, n) distinct ranks drawn uniformly in [0, n_free[b]) for each row, -1 where n_free[b] < n."""
+    ranks = torch.full((len(n_free), n), -1, dtype=torch.long)  # (B, n)
+    small = n_free <= 2 * n  # few free items: a random permutation of them all
+    if bool(small.any()):
+        free = n_free[small]  # (S,)
+        width = int(free.max())
+        keys = torch.rand((len(free), width), generator=generator)  # (S, W)
+        keys[torch.arange(width)[None, :] >= free[:, None]] = 2.0  # past a row's free items: last
+        order = keys.argsort(1)[:, :n]  # (S, min(n, W))
+        ranks[small, :order.shape[1]] = torch.where(order < free[:, None], order, -1)
+    large = ~small  # many free items: draw with replacement, redraw repeats until none is left
+    if bool(large.any()):
+        free = n_free[large][:, None].double()  # (L, 1)
+        draws = (torch.rand((len(free), n), generator=generator, dtype=torch.float64) * free).long()  # (L, n)
+        while True:  # a symmetric process over the free items, so each n-subset is equally likely
+            draws = draws.sort(1).values  # (L, n)
+            repeat = torch.zeros_like(draws, dtype=torch.bool)
+            repeat[:, 1:] = draws[:, 1:] == draws[:, :-1]  # (L, n)
+            if not bool(repeat.any()):
+                break
+            row = repeat.nonzero()[:, 0]  # (R,)
+            fresh = torch.rand(len(row), generator=generator, dtype=torch.float64) * free[row, 0]  # (R,)
+            draws[repeat] = fresh.long()
+        ranks[large] = draws
+    return ranks
+
+
+def sample_negatives(data: RankingData, users: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+    """(B, n) items per user drawn uniformly without replacement among those the user has not
+    interacted with in any split; -1 where a user has fewer than n such items."""
+    n_items, n_rows = data.n_items, len(users)
+    pairs = [lists.flat(users) for lists in data.lists.values()]
+    keys = torch.unique(torch.cat([row * n_items + item for row, item in pairs]))  # (nnz,) sorted, distinct
+    counts = torch.bincount(keys // n_items, minlength=n_rows)  # (B,) interacted items per user
+    first = torch.cumsum(counts, 0) - counts  # (B,) where each user's keys begin
+    ranks = _distinct_ranks(n_items - counts, n, generator)  # (B, n) ranks among each user's free items
+    # The r-th free item is r + #{interacted s_i : s_i - i <= r}, i = s_i's position in its row.
+    position = torch.arange(len(keys)) - torch.repeat_interleave(first, counts)  # (nnz,) i within its row
+    shifted = keys - position  # (nnz,) row * n_items + s_i - i, nondecreasing
+    query = torch.arange(n_rows)[:, None] * n_items + ranks.clamp(min=0)  # (B, n)
+    below = torch.searchsorted(shifted, query, right=True) - first[:, None]  # (B, n)
+    return torch.where(ranks >= 0, ranks + below, -1)
+
+
+def sampled_ranking_topk(model: RankingModel, data: RankingData, split: str, k: int, n_negatives: int = 100,
+                         seed: int = 0, *, users: torch.Tensor | None = None, batch_size: int = 1024,
+                         device: torch.device | str | None = None) -> TopK:
+    """Each user's top-k among their `split` items plus `n_negatives` sampled non-interacted items
+    (reproducible for a given seed and batch_size)."""
+    assert k >= 1 and n_negatives >= 0, f"need k >= 1 and n_negatives >= 0, got k={k}, n_negatives={n_negatives}"
+    device = torch.device(device) if device is not None else _model_device(model)
+    users = (data.eval_users(split) if users is None else users).cpu().long()
+    generator = torch.Generator().manual_seed(seed)
+    was_training = model.training
+    model.eval()
+    top_items, top_scores = [], []
+    try:
+        with torch.no_grad():
+            for batch_users in _batches(users, batch_size):
+                row, item = data.targets(split).flat(batch_users)
+                truth_keys = torch.unique(row * data.n_items + item)  # (nnz,) sorted, distinct
+                truth = _padded_lists(truth_keys // data.n_items, truth_keys % data.n_items, len(batch_users))
+                negatives = sample_negatives(data, batch_users, n_negatives, generator)  # (B, n)
+                # sorted by item id, so ties break by item id as in the full protocol (padding -1 first)
+                candidates = torch.cat([truth, negatives], 1).sort(dim=1).values.to(device)  # (B, T + n)
+                state = model(data.user_batch(batch_users, split, device)).state
+                scores = model.score_items(state, candidates.clamp(min=0)).float()  # (B, T + n)
+                scores = scores.masked_fill(candidates < 0, float("-inf"))  # (B, T + n)
+                best, position = stable_topk(scores, k)  # (B, <=k)
+                _check_finite(model, best, batch_users)
+                best, best_items = _pad(best, candidates.gather(1, position), k)
+                top_scores.append(best.cpu())
+                top_items.append(best_items.cpu())
+    finally:
+        model.train(was_training)
+    return _finish(users, top_items, top_scores, k)
+
+
+def evaluate_ranking(model: RankingModel, data: RankingData, split: str, ks: Sequence[int] = (5, 10, 20),
+                     protocol: str = "full", mask_history: bool = True, *, users: torch.Tensor | None = None,
+                     n_negatives: int = 100, seed: int = 0, batch_size: int = 1024, item_chunk: int = 65536,
+                     device: torch.device | str | None = None) -> tuple[dict[str, float], pd.DataFrame, TopK]:
+    """(mean metrics, per-user metrics with a `user` column, top-K lists) of `model` on `split`."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown ranking protocol {protocol!r} (evaluator.protocol); valid: {list(PROTOCOLS)}")
+    ks = [int(k) for k in ks]
+    assert ks and min(ks) >= 1, f"evaluator.ks must be positive cut-offs, got {ks}"
+    truth = data.targets(split)
+    users = (data.eval_users(split) if users is None else users).cpu().long()
+    has_truth = truth.counts(users) > 0
+    if not bool(has_truth.all()):
+        log.warning("%s: %d of %d users have no %s items and are left out of the ranking metrics",
+                    split, int((~has_truth).sum()), len(users), split)
+        users = users[has_truth]
+    assert len(users) > 0, f"no user has {split} items to rank against"
+    k = max(ks)
+    if protocol == "full":
+        topk = full_ranking_topk(model, data, split, k, users=users, batch_size=batch_size, item_chunk=item_chunk,
+                                 mask_history=mask_history, device=device)
+    else:
+        topk = sampled_ranking_topk(model, data, split, k, n_negatives, seed, users=users, batch_size=batch_size,
+                                    device=device)
+    hits = hit_matrix(topk.items, topk.users, truth, data.n_items)  # (U, K)
+    per_user = per_user_ranking_metrics(hits, relevant_counts(topk.users, truth, data.n_items), ks)
+    metrics = summarize_ranking(per_user, topk.items, data.n_items, ks)
+    frame = pd.DataFrame({"user": topk.users.numpy(), **{name: value.numpy() for name, value in per_user.items()}})
+    return metrics, frame, topk
+
+
+def topk_frame(topk: TopK, user_ids: Sequence | None = None) -> pd.DataFrame:
+    """Long table user, rank (1-based), item, score of the lists, padding dropped; `user_ids`
+    (indexed by user) replaces internal user indices with original ids when given."""
+    n_users, k = topk.items.shape
+    users = topk.users.numpy().repeat(k)  # (U * k,)
+    if user_ids is not None:
+        users = np.asarray(user_ids)[users]
+    frame = pd.DataFrame({"user": users, "rank": torch.arange(1, k + 1).repeat(n_users).numpy(),
+                          "item": topk.items.reshape(-1).numpy(), "score": topk.scores.reshape(-1).numpy()})
+    return frame[frame["item"] >= 0].reset_index(drop=True)
