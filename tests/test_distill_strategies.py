@@ -43,17 +43,20 @@ def batch(*index: int) -> dict[str, torch.Tensor]:
 
 
 def test_registry_discovers_every_strategy_module() -> None:
-    assert set(available_strategies()) == {"hard", "soft", "kl", "feature"}
+    assert set(available_strategies()) == {"hard", "soft", "kl", "feature",
+                                           "rd", "cd", "de", "rrd", "ftd", "htd", "score_kd"}
+    assert {n for n, c in available_strategies().items() if c.task == "rating"} == {"hard", "soft", "kl", "feature"}
     assert get_strategy_class("kl") is KL
 
 
 def test_unknown_strategy_lists_valid_names() -> None:
-    with pytest.raises(ConfigError, match=r"'nope'.*'feature', 'hard', 'kl', 'soft'"):
+    with pytest.raises(ConfigError, match=r"'nope'.*'cd', 'de', 'feature', 'ftd', 'hard', 'htd', 'kl', 'rd', 'rrd', 'score_kd', 'soft'"):
         get_strategy_class("nope")
 
 
 def test_needs_are_declared_knowledge_kinds() -> None:
-    assert {name: cls.needs for name, cls in available_strategies().items()} == {
+    rating = {name: cls for name, cls in available_strategies().items() if cls.task == "rating"}
+    assert {name: cls.needs for name, cls in rating.items()} == {
         "hard": {"logits"}, "soft": {"logits"}, "kl": {"logits"}, "feature": {"hidden"},
     }
 

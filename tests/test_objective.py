@@ -160,7 +160,7 @@ def test_build_objective_from_plain_dataclass() -> None:
 @pytest.mark.parametrize(
     ("terms", "pattern"),
     [
-        ({"bogus": {"weight": 1.0}}, r"'bogus'.*valid: \['feature', 'hard', 'kl', 'soft'\]"),
+        ({"bogus": {"weight": 1.0}}, r"'bogus'.*valid: \['cd', 'de', 'feature', 'ftd', 'hard', 'htd', 'kl', 'rd', 'rrd', 'score_kd', 'soft'\]"),
         ({"soft": {"weight": 1.0, "temprature": 2.0}}, r"\['temprature'\].*soft.*valid: \['weight', 'temperature'\]"),
         ({"soft": {"weight": 1.0, "temperature": "hot"}}, r"distill\.terms\.soft\.temperature must be float.*'hot'"),
         ({"feature": {"weight": 1.0, "normalize": 1}}, r"distill\.terms\.feature\.normalize must be bool"),

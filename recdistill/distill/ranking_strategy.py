@@ -1,0 +1,195 @@
+"""`RankingStrategy`: what top-K ranking distillation strategies share.
+
+Ranking knowledge is per user and item, not per training row, and only batch rows with `final`
+True carry the user's full-history state that matches it. So every strategy here reads the
+batch's *final rows* (or *final users*: each user once, with their first final row's state),
+gathers the teacher's rows for them on the CPU and moves only those to the student's device.
+
+Sampling is reproducible: `on_epoch_start(epoch)` builds a `torch.Generator` seeded from the
+strategy's name and the epoch, draws that epoch's per-user samples (`resample`), and per-batch
+draws continue from the same generator, so the same epoch (and batch order) gives the same samples.
+
+Reductions follow the authors' code, rescaled to this project's base losses: the papers add
+`lambda * (sum over the batch)` to a base loss *summed* over the batch's rows, while the base
+losses here are *means* over rows. So each term is the authors' batch sum divided by the number of
+final rows (`n_final`), and the authors' lambda carries over unchanged as the term's weight.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import torch
+
+from recdistill.distill.knowledge import TeacherKnowledge
+from recdistill.distill.strategy import Strategy
+from recdistill.models.ranking_base import RankingOutput
+
+#: Rounds of redrawing before `sample_outside` gives up (each round keeps a fraction N/I of draws).
+MAX_REDRAWS = 1000
+
+
+def rank_discount_sample(valid: torch.Tensor, n: int, temperature: float,
+                         generator: torch.Generator) -> torch.Tensor:
+    """(U, n) ranks drawn per row without replacement, P(rank r) ∝ exp(-(r + 1) / temperature)
+    among the row's valid ranks (`valid` (U, N) bool), sorted best first.
+
+    Gumbel top-n: top-n of log p + Gumbel noise is exactly successive sampling without
+    replacement, and stays finite for any temperature. Rows with fewer than n valid ranks get
+    invalid ranks last; callers mask them by `item >= 0`."""
+    n_rows, n_ranks = valid.shape
+    assert 0 < n <= n_ranks, f"cannot draw {n} ranks from a top-{n_ranks} list"
+    log_weight = -(torch.arange(n_ranks, dtype=torch.float64) + 1) / temperature  # (N,)
+    uniform = torch.rand(n_rows, n_ranks, generator=generator, dtype=torch.float64)  # (U, N)
+    gumbel = -torch.log(-torch.log(uniform.clamp(1e-300, 1 - 1e-16)))  # (U, N)
+    # Invalid ranks go below every valid one, in rank order (distinct keys keep the draw deterministic).
+    last = -1e300 * (1 + 1e-3 * torch.arange(n_ranks, dtype=torch.float64))  # (N,)
+    keys = torch.where(valid, log_weight + gumbel, last)  # (U, N)
+    return keys.topk(n, dim=1).indices.sort(dim=1).values  # (U, n)
+
+
+def sample_outside(excluded: torch.Tensor, n: int, n_items: int, generator: torch.Generator) -> torch.Tensor:
+    """(U, n) items drawn uniformly, with replacement, among those not in the row of `excluded`
+    (U, N) (entries -1 exclude nothing); redraws until no draw is excluded."""
+    n_rows, n_excluded = excluded.shape
+    assert n_items > n_excluded, f"no items left to sample: {n_items} items, {n_excluded} excluded per user"
+    ordered = excluded.sort(dim=1).values.contiguous()  # (U, N)
+    samples = torch.randint(n_items, (n_rows, n), generator=generator)  # (U, n)
+    for _ in range(MAX_REDRAWS):
+        where = torch.searchsorted(ordered, samples).clamp(max=n_excluded - 1)  # (U, n)
+        hit = ordered.gather(1, where) == samples  # (U, n)
+        if not hit.any():
+            return samples
+        samples[hit] = torch.randint(n_items, (int(hit.sum()),), generator=generator)
+    raise RuntimeError(f"sample_outside: draws still excluded after {MAX_REDRAWS} rounds")
+
+
+class RankingStrategy(Strategy):
+    """Base class for distillation strategies on the top-K ranking task (see module docstring).
+
+    Subclasses implement `loss` and, when they sample once per epoch, `resample`; `check_knowledge`
+    checks params against the knowledge. `setup` calls `on_epoch_start(0)`, so a strategy has
+    samples right after setup.
+    """
+
+    task = "ranking"
+
+    def __init__(self, params: object | None = None) -> None:
+        super().__init__(params)
+        self.n_users = 0
+        self.n_items = 0
+        self.epoch = 0
+        self.generator = torch.Generator()
+        self._device_tables: dict[tuple[str, torch.device], torch.Tensor] = {}
+
+    def setup(self, knowledge: TeacherKnowledge, student_hidden_dim: int) -> None:
+        """Keep the needed teacher tensors and the catalogue sizes, then draw epoch 0's samples."""
+        super().setup(knowledge, student_hidden_dim)
+        self.n_users = int(knowledge.meta["n_users"])
+        self.n_items = int(knowledge.meta["n_items"])
+        self._device_tables = {}
+        self.check_knowledge()
+        self.on_epoch_start(0)
+
+    def check_knowledge(self) -> None:
+        """Check the params against the kept knowledge (called by `setup`); nothing by default."""
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Reseed the generator from the epoch and draw the epoch's samples."""
+        self.epoch = epoch
+        self.generator = self.epoch_generator(epoch)
+        self.resample(self.generator)
+
+    def resample(self, generator: torch.Generator) -> None:
+        """Draw this epoch's per-user samples from `generator`; nothing by default."""
+
+    def epoch_generator(self, epoch: int) -> torch.Generator:
+        """A CPU generator seeded from the strategy's name and `epoch` (same epoch, same draws)."""
+        return torch.Generator().manual_seed(zlib.crc32(self.name.encode()) * 1_000_003 + epoch)
+
+    # --- batch and teacher rows -------------------------------------------------------------------
+
+    @staticmethod
+    def n_final(batch: dict[str, torch.Tensor]) -> int:
+        """Number of final rows in the batch (the denominator of every term)."""
+        return int(batch["final"].sum())
+
+    @staticmethod
+    def final_rows(output: RankingOutput, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(users (R,), states (R, D)) of every final row, repeated users included."""
+        rows = batch["final"].bool().nonzero().squeeze(1)  # (R,)
+        return batch["user"][rows], output.state[rows]  # (R,), (R, D)
+
+    @staticmethod
+    def final_users(output: RankingOutput, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(users (F,), states (F, D)): each user with a final row once (sorted), with the state of
+        their first final row; F = 0 when the batch has no final row."""
+        rows = batch["final"].bool().nonzero().squeeze(1)  # (F_rows,)
+        users = batch["user"][rows]  # (F_rows,)
+        unique, inverse = torch.unique(users, return_inverse=True)  # (F,), (F_rows,)
+        order = torch.arange(len(rows), device=rows.device)  # (F_rows,)
+        first = torch.full_like(unique, len(rows)).scatter_reduce(0, inverse, order, "amin")  # (F,)
+        return unique, output.state[rows[first]]  # (F,), (F, D)
+
+    @staticmethod
+    def student_scores(output: RankingOutput, state: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """(F, n) the student's scores of items (n,) or (F, n) for the final users' `state` (F, D)."""
+        return output.model.score_items(state, items)
+
+    @staticmethod
+    def zero(output: RankingOutput) -> torch.Tensor:
+        """A zero that keeps the graph valid (for batches without final rows)."""
+        return output.state.sum() * 0
+
+    def teacher_for(self, kind: str, users: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """The teacher's `kind` rows (per user) for `users`, gathered on the CPU, moved to `device`."""
+        assert kind in self.teacher, (
+            f"strategy {self.name!r} has no teacher {kind!r}: call setup() first (it needs {sorted(self.needs)})"
+        )
+        table = self.teacher[kind]  # (U, ...)
+        return table[users.to(table.device)].to(device)  # (F, ...)
+
+    def teacher_topk(self, users: torch.Tensor, device: torch.device, topk: int | None = None) -> torch.Tensor:
+        """(F, topk) the teacher's best items for `users`, best first; -1 where there is none."""
+        items = self.teacher_for("topk_items", users, device)  # (F, N)
+        return items if topk is None else items[:, :topk]  # (F, topk)
+
+    def teacher_items(self, items: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """(*items.shape, Dt) the teacher's item vectors of `items` (any shape, all >= 0)."""
+        table = self.teacher["item_repr"]  # (I, Dt)
+        return table[items.to(table.device)].to(device)  # (..., Dt)
+
+    def teacher_item_table(self, device: torch.device) -> torch.Tensor:
+        """(I, Dt) every teacher item vector on `device`, copied there once (not a buffer: it stays
+        out of checkpoints)."""
+        key = ("item_repr", device)
+        if key not in self._device_tables:
+            self._device_tables[key] = self.teacher["item_repr"].to(device)
+        return self._device_tables[key]
+
+    def teacher_scores(self, users: torch.Tensor, items: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """(F, n) teacher scores user_repr[u] . item_repr[i]; items (n,) shared or (F, n) per user."""
+        user_repr = self.teacher_for("user_repr", users, device)  # (F, Dt)
+        if items.dim() == 1:
+            return user_repr @ self.teacher_items(items, device).T  # (F, n)
+        return torch.einsum("fd,fnd->fn", user_repr, self.teacher_items(items, device))  # (F, n)
+
+    def batch_items(self, batch: dict[str, torch.Tensor], users: torch.Tensor, topk: int) -> list[torch.Tensor]:
+        """The items the batch touches, as groups of unique ids: [pos, neg] of the final rows for pair
+        batches (neg only if present), else [the teacher's top-`topk` of `users`]."""
+        final = batch["final"].bool()  # (B,)
+        if "pos" in batch:
+            groups = [batch["pos"][final].unique()]
+            if "neg" in batch:
+                groups.append(batch["neg"][final].unique())
+            return groups
+        items = self.teacher_topk(users, users.device, topk)  # (F, topk)
+        return [items[items >= 0].unique()]
+
+    def check_topk(self, topk: int, what: str = "topk") -> None:
+        """Fail clearly when a parameter asks for more ranks than the knowledge holds."""
+        stored = self.teacher["topk_items"].shape[1]
+        assert topk <= stored, (
+            f"{self.name}: {what}={topk} but the teacher knowledge keeps only the top {stored} items; "
+            f"raise distill.teacher_topk to at least {topk} or lower {what}"
+        )

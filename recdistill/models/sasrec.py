@@ -1,0 +1,115 @@
+"""SASRec (Kang & McAuley 2018): a causal self-attention encoder over the user's latest items.
+
+Each slot holds an item embedding plus a learned position embedding; pre-LN blocks (as in the
+authors' code) let every slot attend to itself and earlier non-empty slots; a final LayerNorm
+gives the slot's output, which scores the next item by dot product with the same item embedding
+table that embeds the input (tied, as in the paper and RecBole).
+
+Batches are left-padded. Positions are counted from the row's first non-empty slot (as RecBole
+does with its right-padded rows), and padded keys are masked, so a slot's output depends only on
+the items up to it -- not on how much padding precedes them. A padded slot attends to itself
+alone (a fully masked attention row would give NaN); its output is never read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from recdistill.models.ranking_base import RankingModel, RankingOutput, RankingShape
+from recdistill.models.sequence_losses import check_loss_name, next_item_loss
+
+
+@dataclass
+class SASRecConfig:
+    """Architecture and training loss of SASRec (defaults: RecBole 1.2.1's)."""
+
+    name: str = "sasrec"
+    dim: int = 64  # width of item embeddings and every slot
+    n_layers: int = 2  # self-attention blocks
+    n_heads: int = 2  # attention heads per block (must divide dim)
+    ff_mult: int = 4  # feed-forward width = ff_mult * dim
+    dropout: float = 0.5  # on embeddings, attention weights and block outputs
+    loss: str = "ce"  # ce: full softmax | sampled: softmax over n_negatives shared items | bce: one negative per slot
+    n_negatives: int = 100  # sampled loss only: uniformly drawn items shared by the batch
+
+
+class CausalBlock(nn.Module):
+    """Pre-LN block: masked multi-head self-attention, then a position-wise feed-forward."""
+
+    def __init__(self, dim: int, n_heads: int, ff_mult: int, dropout: float) -> None:
+        super().__init__()
+        self.n_heads, self.dropout = n_heads, dropout
+        self.norm_attention = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+        self.norm_ff = nn.LayerNorm(dim)
+        self.ff = nn.Sequential(nn.Linear(dim, ff_mult * dim), nn.GELU(), nn.Linear(ff_mult * dim, dim))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, states: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        """states (B, L, D); allowed (B, 1, L, L) query slot may read key slot."""
+        batch, length, dim = states.shape
+        qkv = self.qkv(self.norm_attention(states))  # (B, L, 3D)
+        query, key, value = qkv.view(batch, length, 3, self.n_heads, dim // self.n_heads).permute(2, 0, 3, 1, 4)
+        attended = F.scaled_dot_product_attention(
+            query, key, value, attn_mask=allowed, dropout_p=self.dropout if self.training else 0.0,
+        )  # (B, H, L, Dh)
+        states = states + self.drop(self.out(attended.transpose(1, 2).reshape(batch, length, dim)))
+        return states + self.drop(self.ff(self.norm_ff(states)))
+
+
+class SASRec(RankingModel):
+    """Self-attentive sequential recommender (see module docstring)."""
+
+    Config = SASRecConfig
+    input_kind = "sequences"
+
+    def __init__(self, config: SASRecConfig, shape: RankingShape) -> None:
+        super().__init__()
+        assert config.dim % config.n_heads == 0, f"dim {config.dim} must divide by n_heads {config.n_heads}"
+        check_loss_name(config.loss)
+        self.config = config
+        self.shape = shape
+        self.hidden_dim = config.dim
+        self.item_embedding = nn.Embedding(shape.n_items + 1, config.dim, padding_idx=0)  # 0 = empty slot
+        self.position_embedding = nn.Embedding(shape.max_length, config.dim)
+        self.blocks = nn.ModuleList(
+            CausalBlock(config.dim, config.n_heads, config.ff_mult, config.dropout) for _ in range(config.n_layers)
+        )
+        self.final_norm = nn.LayerNorm(config.dim)
+        self.drop = nn.Dropout(config.dropout)
+        for embedding in (self.item_embedding, self.position_embedding):
+            nn.init.normal_(embedding.weight, std=0.02)
+        self.item_embedding.weight.data[0].zero_()
+
+    def encode(self, seq: torch.Tensor) -> torch.Tensor:
+        """Per-slot outputs (B, L, D) of left-padded item tokens seq (B, L) (id + 1, 0 = empty)."""
+        length = seq.shape[1]
+        assert length <= self.shape.max_length, f"seq has {length} slots, the model at most {self.shape.max_length}"
+        filled = seq > 0  # (B, L)
+        position = (filled.long().cumsum(1) - 1).clamp(min=0)  # (B, L) 0 at the first non-empty slot
+        states = self.item_embedding(seq) + self.position_embedding(position) * filled.unsqueeze(-1)  # (B, L, D)
+        states = self.drop(states)
+        slots = torch.arange(length, device=seq.device)
+        causal = slots[None, :] <= slots[:, None]  # (L, L) key not after query
+        allowed = (causal & filled[:, None, :]) | torch.eye(length, dtype=torch.bool, device=seq.device)  # (B, L, L)
+        allowed = allowed.unsqueeze(1)  # (B, 1, L, L) shared by the heads
+        for block in self.blocks:
+            states = block(states, allowed)
+        return self.final_norm(states)  # (B, L, D)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> RankingOutput:
+        slots = self.encode(batch["seq"])  # (B, L, D)
+        return RankingOutput(slots[:, -1], self, {"slots": slots})  # state: after the latest item, (B, D)
+
+    def loss(self, batch: dict[str, torch.Tensor], output: RankingOutput) -> dict[str, torch.Tensor]:
+        table = self.item_embedding.weight[1:]  # (I, D) row i = item i
+        return next_item_loss(output.extras["slots"], batch["target"], table, self.config.loss,
+                              self.config.n_negatives)
+
+    def item_vectors(self, items: torch.Tensor) -> torch.Tensor:
+        return self.item_embedding(items + 1)
