@@ -106,7 +106,8 @@ def fit_ranking_model(cfg: DictConfig, model: RankingModel, objective: Distillat
         return {"training": {"fitted_by": "counting", "epochs": 0, "seconds": 0.0}}
     loop = cfg.trainer[role if role == "teacher" else "student"]
     batches = run.lists.training_batches(model.input_kind, loop.batch_size,
-                                         n_negatives=getattr(model.config, "n_negatives", 1))
+                                         n_negatives=getattr(model.config, "n_negatives", 1),
+                                         stride=loop.sequence_stride)
     result = train(model, objective, batches, validation(cfg, run, device), loop, device, seed,
                    checkpoint_dir, role, cfg.evaluator.user_batch_size)
     model.load_state_dict(result.best_state)

@@ -92,3 +92,19 @@ def test_pair_negatives_avoid_training_items(data):
     for u, pos, neg in zip(users.tolist(), positives.tolist(), negatives.tolist()):
         mine = set(train.items[train.indptr[u]:train.indptr[u + 1]].tolist())
         assert pos in mine and mine.isdisjoint(neg)
+
+
+@pytest.mark.parametrize("epoch", [0, 1])
+def test_overlapping_rows_give_every_target_context_and_still_count_it_once(epoch):
+    rows = [("train", 0, i, i) for i in range(11)] + [("valid", 0, 11, 20), ("test", 0, 12, 21)]
+    data = RankingData(frames_from(rows), n_users=1, n_items=13, max_length=4)
+    batches = data.training_batches("sequences", batch_size=8, stride=2)
+    seen = []
+    for batch in batches.batches(None, "cpu", torch.Generator().manual_seed(0), epoch):
+        for b in range(len(batch["seq"])):
+            for slot in torch.nonzero(batch["target"][b]).squeeze(1).tolist():
+                item = int(batch["seq"][b, slot]) - 1
+                seen.append(item)
+                if item >= 2:  # beyond the user's first stride: at least L - stride earlier items readable
+                    assert (batch["seq"][b, :slot] > 0).sum() >= 2
+    assert sorted(seen) == list(range(10))

@@ -108,12 +108,13 @@ class RankingData:
         """The items each user interacts with in `split` (the ground truth of the ranking)."""
         return self.lists[split]
 
-    def training_batches(self, kind: str, batch_size: int, n_negatives: int = 1) -> "PairBatches | SequenceBatches":
-        """The training batches a model with `input_kind == kind` reads."""
+    def training_batches(self, kind: str, batch_size: int, n_negatives: int = 1, stride: int = 0
+                         ) -> "PairBatches | SequenceBatches":
+        """The training batches a model with `input_kind == kind` reads (`stride`: see SequenceBatches)."""
         if kind == "pairs":
             return PairBatches(self, batch_size, n_negatives)
         if kind == "sequences":
-            return SequenceBatches(self, batch_size)
+            return SequenceBatches(self, batch_size, stride)
         raise ValueError(f"no training batches of kind {kind!r}; valid: pairs, sequences")
 
 
@@ -158,18 +159,22 @@ class PairBatches:
 
 
 class SequenceBatches:
-    """Each user's training items cut into rows of `max_length` slots, with next-item targets.
+    """Each user's training items cut into rows of `max_length` (L) slots, with next-item targets.
 
     A row reads slots [end - L, end) of the user's sequence and predicts, at each slot p, item
     p + 1; targets are counted only from the previous row's end on, so each training transition
-    is a target exactly once per epoch. Rows end at the user's last item, then every L items back;
-    on odd epochs the inner boundaries shift by L / 2, so no transition always sits at a row start
-    with little context. The row that ends at the last item has `final` True: its state is the
-    user's state after reading all of their training items (what extraction computes).
+    is a target exactly once per epoch. Rows end at the user's last item, then every `stride`
+    items back (stride L: rows do not overlap; stride L / 2: every target but a user's first few
+    reads at least L / 2 earlier items, at twice the compute). On odd epochs the inner boundaries
+    shift by stride / 2, so no transition always sits at a row start with little context. The row
+    that ends at the last item has `final` True: its state is the user's state after reading all
+    of their training items (what extraction computes).
     """
 
-    def __init__(self, data: RankingData, batch_size: int) -> None:
+    def __init__(self, data: RankingData, batch_size: int, stride: int = 0) -> None:
+        assert 0 <= stride <= data.max_length, f"stride {stride} must be in [0, max_length={data.max_length}]"
         self.data, self.batch_size = data, batch_size
+        self.stride = stride or data.max_length
         self.lists = data.lists["train"]
         self.n_targets = int((self.lists.counts() - 1).clamp(min=0).sum())
 
@@ -178,7 +183,7 @@ class SequenceBatches:
 
     def rows(self, offset: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(user, end, lower) per row: the row reads [end - L, end) and has targets at [lower, end)."""
-        length = self.data.max_length
+        length = self.stride
         n = self.lists.counts()  # (U,)
         users_with_items = torch.nonzero(n > 0).squeeze(1)
         n = n[users_with_items]
@@ -200,8 +205,8 @@ class SequenceBatches:
     def batches(self, batch_size: int | None, device: torch.device | str, generator: torch.Generator,
                 epoch: int = 0) -> Iterator[dict[str, torch.Tensor]]:
         length = self.data.max_length
-        user, end, lower = self.rows(length // 2 if epoch % 2 else 0)
-        rows_per_batch = max(1, (batch_size or self.batch_size) // length)
+        user, end, lower = self.rows(self.stride // 2 if epoch % 2 else 0)
+        rows_per_batch = max(1, (batch_size or self.batch_size) // self.stride)
         order = torch.randperm(len(user), generator=generator)
         for start in range(0, len(order), rows_per_batch):
             rows = order[start:start + rows_per_batch]

@@ -54,8 +54,13 @@ def _choose_items(rng: np.random.Generator, taste: np.ndarray, factors: np.ndarr
         block = slice(start, start + step)
         scores = log_pop + taste[block] @ factors.T  # (B, I)
         scores += rng.gumbel(size=scores.shape)
-        order = np.argsort(-scores, axis=1)  # (B, I) best first
-        take = np.arange(n_items)[None, :] < counts[block, None]  # (B, I)
+        most = int(counts[block].max())
+        if most < n_items:  # only the best `most` per row need sorting: partition first (O(I) per row)
+            top = np.argpartition(-scores, most - 1, axis=1)[:, :most]  # (B, most) unordered
+            order = np.take_along_axis(top, np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1), axis=1)
+        else:
+            order = np.argsort(-scores, axis=1)  # (B, I) best first
+        take = np.arange(order.shape[1])[None, :] < counts[block, None]  # (B, most)
         rows = np.broadcast_to(np.arange(start, start + scores.shape[0])[:, None], order.shape)
         users.append(rows[take])
         items.append(order[take])

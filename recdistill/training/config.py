@@ -15,7 +15,10 @@ class LoopConfig:
     weight_decay: float = 0.0  # AdamW decoupled weight decay
     grad_clip: float = 1.0  # max gradient norm; 0 = off
     patience: int = 3  # epochs without validation improvement before stopping
-    monitor: str = "mae"  # validation metric that selects the best epoch: mae | rmse | accuracy
+    monitor: str = "mae"  # validation metric that selects the best epoch: mae | rmse | accuracy | ndcg@10 ...
+    # ranking sequence models: rows start every `sequence_stride` items, so each target reads at least
+    # history_length - stride earlier items (0 = history_length: rows do not overlap)
+    sequence_stride: int = 0
 
 
 @dataclass
