@@ -70,10 +70,10 @@ def load_or_make_split(cfg: DictConfig, run_dir: Path) -> tuple[RecData, Split, 
     if (split_dir / "split.json").exists():  # written last by save_split: the entry is complete
         split = load_split(split_dir)
     else:
-        split = make_split(data.interactions, cfg.split, cfg.seed)
+        split = make_split(data.interactions, cfg.split, cfg.seed, items=data.items)
         save_split(split, split_dir)
     write_json(run_dir / "split.json", {"key": key, "path": str(split_dir), **OmegaConf.to_container(cfg.split),
-                                        "sizes": {n: len(getattr(split, n)) for n in ("train", "valid", "test")}})
+                                        "sizes": split.sizes()})
     log.info("data %s: %d users, %d items; split %s %s -> train %d, valid %d, test %d", data.name, data.n_users,
              data.n_items, cfg.split.name, key, len(split.train), len(split.valid), len(split.test))
     return data, split, key

@@ -7,7 +7,8 @@ from typing import List, Optional
 
 DATASET_NAMES = ("movielens_100k", "synthetic")
 DATASET_SOURCES = ("auto", "grouplens", "recbole", "local")
-SPLIT_NAMES = ("chrono_ratio", "leave_one_out", "random_ratio")
+SPLIT_NAMES = ("chrono_ratio", "leave_one_out", "random_ratio", "cold_user", "cold_item", "domain")
+DOMAIN_BY = ("genre", "time")
 
 
 @dataclass
@@ -38,5 +39,20 @@ class DatasetConfig:
 class SplitConfig:
     """How interactions are divided into train, valid and test."""
 
-    name: str = "chrono_ratio"  # chrono_ratio | leave_one_out | random_ratio
-    ratios: List[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])  # train, valid, test
+    name: str = "chrono_ratio"  # chrono_ratio | leave_one_out | random_ratio | cold_user | cold_item | domain
+    ratios: List[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])  # train, valid, test (domain: of the target)
+    # cold_user: held-out users, each seen through the first k of their interactions
+    support_size: int = 10  # k: support interactions per cold user in train, 1..max_support
+    max_support: int = 10  # first interactions of each cold user reserved as support; the rest are the query
+    min_query: int = 5  # users need >= max_support + min_query interactions to take part
+    valid_users: float = 0.1  # share of those users held out as cold validation users
+    test_users: float = 0.2  # share of those users held out as cold test users
+    # cold_item: held-out items that are never trained on
+    valid_items: float = 0.1  # share of candidate items held out as cold validation items
+    test_items: float = 0.2  # share of candidate items held out as cold test items
+    min_item_interactions: int = 1  # only items with at least this many interactions can be cold
+    # domain: a source domain (extra table) and a target domain (train / valid / test)
+    domain_by: str = "genre"  # genre | time
+    target_genres: List[str] = field(default_factory=list)  # domain_by=genre: items with any of these are target
+    time_quantile: float = 0.8  # domain_by=time: interactions from this quantile of timestamps on are target
+    target_fraction: float = 1.0  # share of each user's target train interactions kept (valid / test never cut)

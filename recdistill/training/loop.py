@@ -93,16 +93,23 @@ def train(
     checkpoint_dir: Path,
     label: str,
     eval_batch_size: int = 4096,
+    param_groups: list[dict] | None = None,
 ) -> TrainResult:
     """Train `model` on `objective`, early-stopping on `config.monitor`; resumes from `checkpoint_dir`.
 
-    `valid_data` is a rating split, or any function returning validation metrics for the model."""
+    `valid_data` is a rating split, or any function returning validation metrics for the model.
+    `param_groups` (AdamW groups over the model's trainable parameters, e.g. a lower learning rate
+    for transferred weights) default to one group of every trainable parameter at `config.lr`."""
     larger_is_better = higher_is_better(config.monitor)
     validate = valid_data if callable(valid_data) else _rating_validation(valid_data, eval_batch_size, device)
     model.to(device)
     objective.to(device)
-    parameters = [p for p in list(model.parameters()) + list(objective.parameters()) if p.requires_grad]
-    optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
+    objective_parameters = [p for p in objective.parameters() if p.requires_grad]
+    if param_groups is None:
+        param_groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
+    groups = [*param_groups, {"params": objective_parameters}] if objective_parameters else list(param_groups)
+    parameters = [p for group in groups for p in group["params"]]
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     last_path = checkpoint_dir / "last.pt"
 
     state = {"epoch": 0, "best_epoch": 0, "best_value": None, "best_valid": {}, "bad_epochs": 0,
