@@ -91,7 +91,7 @@ def train_command(args: list[str]) -> None:
         done = completed_metrics(run_dir, cfg)
         if done is not None:
             log.info("%s already holds complete results for this config; skipping", run_dir)
-            return done["student_kd"]["valid"][cfg.trainer.student.monitor]
+            return objective_value(done, cfg)
         try:
             metrics = run(cfg, run_dir)
         except Exception as error:  # noqa: BLE001 - in a sweep one failed job must not stop the others
@@ -107,11 +107,18 @@ def train_command(args: list[str]) -> None:
                                                 "traceback": traceback.format_exc()})
             return None
         (run_dir / "error.json").unlink(missing_ok=True)
-        return metrics["student_kd"]["valid"][cfg.trainer.student.monitor]
+        return objective_value(metrics, cfg)
 
     Path("outputs").mkdir(exist_ok=True)  # the Optuna sweeper's SQLite study lives there
     sys.argv = ["recdistill train", *_resume_arguments(args)]
     train_job()
+
+
+def objective_value(metrics: dict, cfg: "DictConfig") -> float:
+    """What a sweeper optimises: the distilled student's validation monitor (the teacher's when the
+    run trains no student)."""
+    role = "student_kd" if "student_kd" in metrics else "teacher"
+    return metrics[role]["valid"][cfg.trainer[role if role == "teacher" else "student"].monitor]
 
 
 def data_command(args: list[str]) -> None:

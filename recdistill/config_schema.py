@@ -1,6 +1,6 @@
 """The root config schema, registered in Hydra's ConfigStore so mistakes fail at composition.
 
-Each group (dataset, split, distill, evaluator, trainer) is typed by its component's dataclass;
+Each group (dataset, split, distill, evaluator, trainer, transfer) is typed by its component's dataclass;
 teacher and student are typed per model: every model's Config is stored as `model_schema/<name>`
 and each model YAML starts from it (`defaults: [/model_schema/<name>@_here_, _self_]`).
 """
@@ -8,7 +8,7 @@ and each model YAML starts from it (`defaults: [/model_schema/<name>@_here_, _se
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
 
@@ -17,6 +17,7 @@ from recdistill.distill.config import DistillConfig
 from recdistill.evaluation.config import EvaluatorConfig
 from recdistill.models.registry import model_classes
 from recdistill.training.config import TrainerConfig
+from recdistill.transfer.config import TransferConfig
 
 
 @dataclass
@@ -29,7 +30,9 @@ class RunConfig:
     teacher_seed: int = 0  # fixed by default: a sweep over seeds trains one teacher, varies the students
     device: str = "auto"  # auto (CUDA when available) | cpu | cuda | cuda:N
     cache_dir: str = "~/.cache/recdistill"  # downloads, splits, text embeddings, teacher checkpoints
+    students: bool = True  # train the student roles; false: teacher (and baselines) only, e.g. transfer studies
     train_student_alone: bool = True  # also train the student without distillation as the baseline
+    baselines: List[str] = field(default_factory=list)  # extra reference roles: global_mean, item_mean | popularity, random
     resume: Optional[str] = None  # a run folder to continue (set by `recdistill train resume=PATH`)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
@@ -38,6 +41,7 @@ class RunConfig:
     distill: DistillConfig = field(default_factory=DistillConfig)
     evaluator: EvaluatorConfig = field(default_factory=EvaluatorConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    transfer: TransferConfig = field(default_factory=TransferConfig)
 
 
 def register_schemas() -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import pandas as pd
 import torch
 from torch import nn
 from filelock import FileLock
@@ -40,6 +41,8 @@ from recdistill.utils.atomic import write_json
 log = logging.getLogger(__name__)
 
 TASKS = ("rating", "ranking")
+#: Rating baselines (`baselines=[...]`) and the mean each predicts.
+RATING_BASELINES = {"global_mean": "global", "item_mean": "item"}
 #: Part of every model cache key; bump it when model code changes what a checkpoint means.
 MODEL_CACHE_FORMAT = 3
 
@@ -112,6 +115,8 @@ def model_key(cfg: DictConfig, run: RunData, role: str) -> str:
                  trainer=OmegaConf.to_container(cfg.trainer[role]), seed=role_seed(cfg, role), task=cfg.task,
                  history_length=cfg.evaluator.history_length, input_history=cfg.evaluator.input_history,
                  split_key=run.split_key, format=MODEL_CACHE_FORMAT)
+    if role == "teacher" and cfg.transfer.mode != "none":  # only then: keys of earlier runs stay valid
+        parts["transfer"] = OmegaConf.to_container(cfg.transfer, resolve=True)
     return runinfo.stable_hash(parts)
 
 
@@ -124,6 +129,10 @@ def train_alone(cfg: DictConfig, role: str, run: RunData, run_dir: Path, device:
                 ) -> tuple[RatingModel, dict]:
     """Train `role`'s model on ground truth only (see `cached_model`)."""
     def fit() -> tuple[RatingModel, dict]:
+        if role == "teacher" and cfg.transfer.mode != "none":
+            from recdistill.transfer.teacher import transferred_teacher
+
+            return transferred_teacher(cfg, run, run_dir, device, key, new_model)
         model = new_model(cfg[role], run, cfg, role_seed(cfg, role))
         result = train(model, build_objective(_no_distillation()), run.train, run.evaluation["valid"],
                        cfg.trainer[role], device, role_seed(cfg, role), run_dir / "checkpoints" / f"{role}_{key}",
@@ -226,11 +235,13 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
     clock = time.perf_counter()
     models: dict[str, tuple[RatingModel, dict]] = {"teacher": (teacher, teacher_info)}
-    if cfg.train_student_alone:
+    if cfg.students and cfg.train_student_alone:
         models["student"] = train_alone(cfg, "student", run, run_dir, device)
-    models["student_kd"] = distill_student(cfg, "student_kd", objective, run, run_dir, device)
+    if cfg.students:
+        models["student_kd"] = distill_student(cfg, "student_kd", objective, run, run_dir, device)
     stage_seconds["distill"] = time.perf_counter() - clock
 
+    models.update(rating_baselines(cfg, run))
     clock = time.perf_counter()
     results = {role: evaluate_role(role, model, info, run, cfg, device) for role, (model, info) in models.items()}
     stage_seconds["evaluate"] = time.perf_counter() - clock
@@ -241,6 +252,20 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     return metrics
 
 
+def rating_baselines(cfg: DictConfig, run: RunData) -> dict[str, tuple[nn.Module, dict]]:
+    """The configured mean-rating baselines, fitted on every rating a model may learn from
+    (training split plus the split's source data)."""
+    known = pd.concat([run.split.train, *([run.split.extra["source"]] if "source" in run.split.extra else [])])
+    baselines: dict[str, tuple[nn.Module, dict]] = {}
+    for name in cfg.baselines:
+        if name not in RATING_BASELINES:
+            raise ConfigError(f"baseline {name!r} unknown for the rating task; valid: {list(RATING_BASELINES)}")
+        model = build_model({"name": "mean_rating", "by": RATING_BASELINES[name]}, run.shape)
+        model.fit_ratings(known)
+        baselines[name] = (model, {"training": {"fitted_by": "counting", "ratings": len(known)}})
+    return baselines
+
+
 def run_info(cfg: DictConfig, device: torch.device, models: dict[str, tuple[nn.Module, dict]], teacher_info: dict,
              key: str, run_protocol: dict[str, Any], stage_seconds: dict[str, float], started: float
              ) -> dict[str, Any]:
@@ -249,7 +274,7 @@ def run_info(cfg: DictConfig, device: torch.device, models: dict[str, tuple[nn.M
         "experiment": cfg.experiment_name, "task": cfg.task, "seed": cfg.seed, "teacher_seed": cfg.teacher_seed,
         "device": str(device),
         "dataset": cfg.dataset.name, "teacher": cfg.teacher.name, "student": cfg.student.name,
-        "distill": cfg.distill.name, "loss_formula": models["student_kd"][1].get("loss_formula"),
+        "distill": cfg.distill.name, "loss_formula": models.get("student_kd", (None, {}))[1].get("loss_formula"),
         "teacher_key": teacher_info["key"], "student_key": models.get("student", (None, {}))[1].get("key"),
         "teacher_from_cache": teacher_info["from_cache"], "split_key": key,
         "protocol": run_protocol, "stage_seconds": stage_seconds, "seconds": time.time() - started,

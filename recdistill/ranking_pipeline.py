@@ -51,6 +51,7 @@ class RankingRun:
     split_key: str
     lists: RankingData
     shape: RankingShape
+    candidates: dict[str, torch.Tensor]  # split -> item pool ranked over (cold-item splits); absent = all items
 
 
 def prepare_ranking_data(cfg: DictConfig, run_dir: Path) -> RankingRun:
@@ -61,7 +62,11 @@ def prepare_ranking_data(cfg: DictConfig, run_dir: Path) -> RankingRun:
     frames = {"train": split.train, "valid": split.valid, "test": split.test}
     lists = RankingData(frames, data.n_users, data.n_items, cfg.evaluator.history_length)
     shape = RankingShape(n_users=data.n_users, n_items=data.n_items, max_length=cfg.evaluator.history_length)
-    return RankingRun(data, split, key, lists, shape)
+    candidates = {name: torch.from_numpy(split.extra[f"cold_{name}_items"]["item"].to_numpy()).long()
+                  for name in ("valid", "test") if f"cold_{name}_items" in split.extra}
+    if candidates:
+        log.info("ranking over cold item pools: %s", {k: len(v) for k, v in candidates.items()})
+    return RankingRun(data, split, key, lists, shape, candidates)
 
 
 def new_ranking_model(model_cfg: DictConfig, run: RankingRun, seed: int) -> RankingModel:
@@ -204,7 +209,7 @@ def _evaluate(cfg: DictConfig, model: RankingModel, run: RankingRun, split: str,
     return evaluate_ranking(model, run.lists, split, ks=tuple(evaluator.ks), protocol=evaluator.protocol,
                             mask_history=evaluator.mask_history, n_negatives=evaluator.n_negatives,
                             seed=cfg.seed, batch_size=evaluator.user_batch_size, item_chunk=evaluator.item_chunk,
-                            device=device)
+                            device=device, candidates=run.candidates.get(split))
 
 
 def evaluate_role(role: str, model: RankingModel, info: dict, run: RankingRun, cfg: DictConfig,
@@ -230,6 +235,32 @@ def evaluate_role(role: str, model: RankingModel, info: dict, run: RankingRun, c
     return RoleResult(block, per_user, history), frame
 
 
+#: Ranking baselines (`baselines=[...]`): model name and how it is fitted.
+RANKING_BASELINES = ("popularity", "random", "oracle_popularity")
+
+
+def ranking_baselines(cfg: DictConfig, run: RankingRun) -> dict[str, tuple[RankingModel, dict]]:
+    """The configured reference rankers: training popularity, random scores, and the oracle
+    popularity of the test split (an upper reference, see `models.reference_scores`)."""
+    baselines: dict[str, tuple[RankingModel, dict]] = {}
+    for name in cfg.baselines:
+        if name not in RANKING_BASELINES:
+            raise ConfigError(f"baseline {name!r} unknown for the ranking task; valid: {list(RANKING_BASELINES)}")
+        if name == "popularity":
+            model = build_model({"name": "popularity"}, run.shape)
+            model.fit(run.lists.lists["train"])
+            info = {"fitted_by": "training interaction counts"}
+        elif name == "random":
+            model = build_model({"name": "random_scores", "seed": cfg.seed}, run.shape)
+            info = {"fitted_by": "nothing: hashed random scores"}
+        else:
+            model = build_model({"name": "oracle_popularity"}, run.shape)
+            model.fit_table(run.split.test)
+            info = {"fitted_by": "ORACLE: counts of other users' test interactions"}
+        baselines[name] = (model, {"training": info})
+    return baselines
+
+
 def ranking_protocol(cfg: DictConfig) -> dict[str, Any]:
     """The evaluation protocol, written next to every number."""
     evaluator = cfg.evaluator
@@ -244,6 +275,8 @@ def ranking_protocol(cfg: DictConfig) -> dict[str, Any]:
         "input_history": {"train": "train (extraction)", "valid": "train", "test": "train + valid"},
         "history_length": evaluator.history_length,
         "ks": list(evaluator.ks),
+        "item_pool": "cold items of the split (valid: cold validation items, test: cold test items)"
+                     if cfg.split.name == "cold_item" else "all items",
         "model_selection": "best validation epoch by trainer monitor; test never used for selection",
     }
 
@@ -263,20 +296,29 @@ def run_ranking(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
     clock = time.perf_counter()
     teacher, teacher_info = train_alone(cfg, "teacher", run, run_dir, device)  # stage 1: pretrain
+    if cfg.transfer.mode == "zero_shot":
+        from recdistill.transfer.cold_items import zero_shot_teacher
+
+        teacher_info = {**teacher_info, "transfer": zero_shot_teacher(cfg, teacher, run, device)}
+    elif cfg.transfer.mode != "none":
+        raise ConfigError(f"transfer.mode={cfg.transfer.mode!r} does not apply to the ranking task; "
+                          "valid: none, zero_shot")
     stage_seconds["pretrain"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
     knowledge = extract_ranking_knowledge(cfg, teacher, teacher_info["key"], objective.needs, run, run_dir, device)
     torch.manual_seed(cfg.seed)  # learnable strategy parts start the same whether or not the teacher was cached
-    objective.setup(knowledge, build_model(cfg.student, run.shape).hidden_dim)
+    objective.setup(knowledge, build_model(cfg.student, run.shape).hidden_dim if cfg.students else 0)
     stage_seconds["extract"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
     models: dict[str, tuple[RankingModel, dict]] = {"teacher": (teacher, teacher_info)}
-    if cfg.train_student_alone:
+    if cfg.students and cfg.train_student_alone:
         models["student"] = train_alone(cfg, "student", run, run_dir, device)
-    models["student_kd"] = distill_student(cfg, "student_kd", objective, run, run_dir, device)
+    if cfg.students:
+        models["student_kd"] = distill_student(cfg, "student_kd", objective, run, run_dir, device)
     stage_seconds["distill"] = time.perf_counter() - clock
+    models.update(ranking_baselines(cfg, run))
 
     clock = time.perf_counter()
     evaluated = {role: evaluate_role(role, model, info, run, cfg, device) for role, (model, info) in models.items()}

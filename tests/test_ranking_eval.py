@@ -272,3 +272,38 @@ def test_topk_frame_long_format_without_padding() -> None:
     assert frame["score"].tolist() == pytest.approx([0.9, 0.5, 0.3])
     named = topk_frame(topk, user_ids=[f"u{i}" for i in range(6)])
     assert named["user"].tolist() == ["u5", "u5", "u2"]
+
+
+def test_candidate_pool_ranks_only_its_items_with_the_same_order_as_full_ranking():
+    """Ranking over an item pool equals the full ranking with every other item removed."""
+    data = _pool_data()
+    model = _pool_model(data)
+    pool = torch.tensor([7, 2, 5, 9, 3])
+    for chunk in (1, 2, 100):
+        pooled = full_ranking_topk(model, data, "test", 3, item_chunk=chunk, candidates=pool)
+        assert set(pooled.items[pooled.items >= 0].tolist()) <= set(pool.tolist())
+        everything = full_ranking_topk(model, data, "test", data.n_items)
+        for row in range(len(pooled.users)):
+            kept = [i for i in everything.items[row].tolist() if i in set(pool.tolist())][:3]
+            assert pooled.items[row].tolist()[:len(kept)] == kept
+
+
+def _pool_data():
+    import pandas as pd
+
+    from recdistill.data.ranking_data import RankingData
+
+    rows = [(s, u, i, t) for t, (s, u, i) in enumerate(
+        [("train", 0, 2), ("train", 0, 4), ("train", 1, 5), ("train", 1, 6), ("valid", 0, 1), ("valid", 1, 0),
+         ("test", 0, 7), ("test", 1, 9)])]
+    frame = pd.DataFrame(rows, columns=["split", "user", "item", "timestamp"]).assign(row=range(len(rows)))
+    frames = {n: frame[frame.split == n].drop(columns="split") for n in ("train", "valid", "test")}
+    return RankingData(frames, n_users=2, n_items=10, max_length=4)
+
+
+def _pool_model(data):
+    from recdistill.models.bpr_mf import BPRMF, BPRMFConfig
+    from recdistill.models.ranking_base import RankingShape
+
+    torch.manual_seed(3)
+    return BPRMF(BPRMFConfig(dim=4), RankingShape(n_users=2, n_items=10, max_length=4))

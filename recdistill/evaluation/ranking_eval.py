@@ -118,12 +118,16 @@ def _finish(users: torch.Tensor, items: list[torch.Tensor], scores: list[torch.T
 
 def full_ranking_topk(model: RankingModel, data: RankingData, split: str, k: int, *,
                       users: torch.Tensor | None = None, batch_size: int = 1024, item_chunk: int = 65536,
-                      mask_history: bool = True, device: torch.device | str | None = None) -> TopK:
-    """Each user's top-k items over the whole catalogue, under `split`'s input protocol."""
+                      mask_history: bool = True, device: torch.device | str | None = None,
+                      candidates: torch.Tensor | None = None) -> TopK:
+    """Each user's top-k items over the whole catalogue (or over the item pool `candidates`, e.g.
+    the cold items of a cold-start split), under `split`'s input protocol."""
     assert k >= 1 and item_chunk >= 1, f"k and item_chunk must be >= 1, got k={k}, item_chunk={item_chunk}"
     device = torch.device(device) if device is not None else _model_device(model)
     users = (data.eval_users(split) if users is None else users).cpu().long()
-    starts = list(range(0, data.n_items, item_chunk))
+    pool = None if candidates is None else torch.unique(candidates.cpu().long())  # (P,) sorted item ids
+    n_pool = data.n_items if pool is None else len(pool)
+    starts = list(range(0, n_pool, item_chunk))
     was_training = model.training
     model.eval()
     top_items, top_scores = [], []
@@ -133,15 +137,20 @@ def full_ranking_topk(model: RankingModel, data: RankingData, split: str, k: int
                 state = model(data.user_batch(batch_users, split, device)).state
                 if mask_history:  # history sorted by item, so each chunk's pairs are one slice
                     row, item = data.history(batch_users, split)  # (nnz,), (nnz,)
+                    if pool is not None:  # positions in the pool; history items outside it need no mask
+                        position = torch.searchsorted(pool, item).clamp(max=max(n_pool - 1, 0))
+                        inside = pool[position] == item
+                        row, item = row[inside], position[inside]
                     item, order = torch.sort(item)
                     row = row[order]
-                    bounds = torch.searchsorted(item, torch.tensor(starts + [data.n_items])).tolist()
+                    bounds = torch.searchsorted(item, torch.tensor(starts + [n_pool])).tolist()
                     row, item = row.to(device), item.to(device)
                 best = torch.zeros((len(batch_users), 0), device=device)  # (B, <=k) running best scores
                 best_items = torch.zeros((len(batch_users), 0), dtype=torch.long, device=device)  # (B, <=k)
                 for chunk, start in enumerate(starts):
-                    stop = min(start + item_chunk, data.n_items)
-                    scores = model.score_items(state, torch.arange(start, stop, device=device)).float()  # (B, C)
+                    stop = min(start + item_chunk, n_pool)
+                    chunk_items = torch.arange(start, stop) if pool is None else pool[start:stop]
+                    scores = model.score_items(state, chunk_items.to(device)).float()  # (B, C)
                     if mask_history:
                         lo, hi = bounds[chunk], bounds[chunk + 1]
                         scores = scores.contiguous()  # a model may return an expanded view: never write into it
@@ -155,6 +164,8 @@ def full_ranking_topk(model: RankingModel, data: RankingData, split: str, k: int
                     best_items = merged_items.gather(1, position)  # (B, <=k)
                 _check_finite(model, best, batch_users)
                 best, best_items = _pad(best, best_items, k)
+                if pool is not None:  # pool positions back to item ids
+                    best_items = torch.where(best_items >= 0, pool.to(device)[best_items.clamp(min=0)], -1)
                 top_scores.append(best.cpu())
                 top_items.append(best_items.cpu())
     finally:
@@ -254,8 +265,10 @@ def sampled_ranking_topk(model: RankingModel, data: RankingData, split: str, k: 
 def evaluate_ranking(model: RankingModel, data: RankingData, split: str, ks: Sequence[int] = (5, 10, 20),
                      protocol: str = "full", mask_history: bool = True, *, users: torch.Tensor | None = None,
                      n_negatives: int = 100, seed: int = 0, batch_size: int = 1024, item_chunk: int = 65536,
-                     device: torch.device | str | None = None) -> tuple[dict[str, float], pd.DataFrame, TopK]:
-    """(mean metrics, per-user metrics with a `user` column, top-K lists) of `model` on `split`."""
+                     device: torch.device | str | None = None, candidates: torch.Tensor | None = None
+                     ) -> tuple[dict[str, float], pd.DataFrame, TopK]:
+    """(mean metrics, per-user metrics with a `user` column, top-K lists) of `model` on `split`;
+    with `candidates` (full protocol only) the ranking is over that item pool."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown ranking protocol {protocol!r} (evaluator.protocol); valid: {list(PROTOCOLS)}")
     ks = [int(k) for k in ks]
@@ -271,8 +284,9 @@ def evaluate_ranking(model: RankingModel, data: RankingData, split: str, ks: Seq
     k = max(ks)
     if protocol == "full":
         topk = full_ranking_topk(model, data, split, k, users=users, batch_size=batch_size, item_chunk=item_chunk,
-                                 mask_history=mask_history, device=device)
+                                 mask_history=mask_history, device=device, candidates=candidates)
     else:
+        assert candidates is None, "the sampled protocol draws its own candidates; an item pool needs protocol=full"
         topk = sampled_ranking_topk(model, data, split, k, n_negatives, seed, users=users, batch_size=batch_size,
                                     device=device)
     hits = hit_matrix(topk.items, topk.users, truth, data.n_items)  # (U, K)

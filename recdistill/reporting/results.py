@@ -26,7 +26,8 @@ from recdistill.utils.atomic import write_csv, write_json, write_parquet
 
 log = logging.getLogger(__name__)
 
-ROLE_ORDER = ("teacher", "student", "student_kd")
+ROLE_ORDER = ("teacher", "student", "student_kd", "global_mean", "item_mean", "popularity", "random",
+              "oracle_popularity")
 
 
 @dataclass

@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 
 #: Roles in table order; the same as `results.ROLE_ORDER`, not imported from there because that module
 #: loads torch (seconds) and `recdistill compare` needs none of it.
-ROLE_ORDER = ("teacher", "student", "student_kd")
+ROLE_ORDER = ("teacher", "student", "student_kd", "global_mean", "item_mean", "popularity", "random",
+              "oracle_popularity")
 #: Last parts of config keys that never distinguish runs: repetitions, locations, bookkeeping.
 IGNORED_KEYS = frozenset({"seed", "experiment_name", "resume", "cache_dir", "device"})
 #: Key endings that name a location (`local_dir`, `output_dir`, `checkpoint_path`).

@@ -1,0 +1,1 @@
+"""Transfer learning between models: shared weights, zero-shot content mapping for cold items."""

@@ -1,0 +1,69 @@
+"""Zero-shot item cold start (ranking task): items without interactions get vectors from content.
+
+The teacher is trained on the warm items' interactions as usual. A `ContentMapper` then learns to
+map each warm item's content (pretrained text embedding of title, year and genres, genre
+multi-hot, year) to the teacher's own vector of that item, and writes its prediction into the
+teacher's item table for every item without training interactions. No interaction of a cold item
+is read: the mapper is fitted on warm items only, and cold items are scored from content alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from recdistill.data.text_embeddings import item_text_embeddings
+from recdistill.errors import ConfigError
+from recdistill.transfer.config import check_transfer_config
+from recdistill.transfer.zero_shot import fit_mapper, item_content_features, zero_shot_item_vectors
+
+log = logging.getLogger(__name__)
+
+#: Item tables a zero-shot mapper can write into, by attribute name.
+ITEM_TABLES = ("item_factors", "item_embedding")
+
+
+def item_table(model: nn.Module, n_items: int) -> tuple[nn.Embedding, int]:
+    """(embedding, offset): the model's item table and the row of item 0 (1 where row 0 is padding)."""
+    for name in ITEM_TABLES:
+        table = getattr(model, name, None)
+        if isinstance(table, nn.Embedding):
+            return table, table.num_embeddings - n_items
+    raise ConfigError(f"transfer=zero_shot needs a teacher with an item embedding table ({', '.join(ITEM_TABLES)}), "
+                      f"e.g. bpr_mf, lightgcn or sasrec; {type(model).__name__} has none")
+
+
+@torch.no_grad()
+def zero_shot_teacher(cfg: DictConfig, teacher: nn.Module, run: Any, device: torch.device) -> dict[str, Any]:
+    """Fit the content mapper on the teacher's warm item vectors and write cold items' vectors."""
+    check_transfer_config(cfg.transfer)
+    items = run.data.items
+    if items is None:
+        raise ConfigError(f"transfer=zero_shot needs item content, but dataset {run.data.name!r} has no item table")
+    content = list(cfg.transfer.content)
+    text = None
+    if "text" in content:
+        from recdistill.pipeline import cache_root
+
+        text = item_text_embeddings(items, cache_root(cfg))
+    features = item_content_features(items, text, content)  # (I, F)
+    n_items = run.lists.n_items
+    table, offset = item_table(teacher, n_items)
+    vectors = table.weight[offset:offset + n_items].detach().cpu().float()  # (I, D)
+    warm = torch.nonzero(torch.bincount(run.lists.lists["train"].items, minlength=n_items) > 0).squeeze(1)
+    cold = torch.nonzero(torch.bincount(run.lists.lists["train"].items, minlength=n_items) == 0).squeeze(1)
+    with torch.enable_grad():
+        mapper, summary = fit_mapper(features, vectors, warm, cfg.transfer, seed=cfg.seed)
+    mapped = zero_shot_item_vectors(mapper, features, cold).to(table.weight.device, table.weight.dtype)  # (C, D)
+    table.weight[cold + offset] = mapped
+    if hasattr(teacher, "clear_cache"):
+        teacher.clear_cache()
+    log.info("zero-shot: mapper fitted on %d warm items (held-out %s loss %.4f vs %.4f for the mean vector); "
+             "wrote %d cold item vectors", len(warm), cfg.transfer.mapper_loss, summary["valid_loss"],
+             summary["mean_valid_loss"], len(cold))
+    return {"mode": "zero_shot", "warm_items": len(warm), "cold_items": len(cold), "content": content,
+            "features": int(features.shape[1]), "mapper": summary}
