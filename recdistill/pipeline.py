@@ -103,6 +103,10 @@ def new_model(model_cfg: DictConfig, run: RunData, cfg: DictConfig, seed: int) -
             raise ConfigError(f"model {model_cfg.name!r} reads item text but dataset {run.data.name!r} "
                               "has no item table")
         model.set_text_embeddings(item_text_embeddings(run.data.items, cache_root(cfg)))
+    if hasattr(model, "set_user_features") and run.data.users is not None:  # side information
+        model.set_user_features(run.data.users)
+    if hasattr(model, "set_item_features") and run.data.items is not None:
+        model.set_item_features(run.data.items)
     return model
 
 
@@ -162,7 +166,7 @@ def cached_model(cfg: DictConfig, role: str, key: str, fit: Callable[[], tuple[n
                 return model, {**extra, "key": key, "from_cache": True}
             except (RuntimeError, KeyError, EOFError) as error:  # written by incompatible code: retrain
                 log.warning("cached %s %s is unusable (%s); training it again", role, cached, error)
-        log.info("training %s %s (%s) on ground truth", role, key, cfg[role].name)
+        log.info("training %s %s (%s) on ground truth", role, key, cfg[role if role in cfg else "teacher"].name)
         model, extra = fit()
         save_model(cached, model, extra=extra)  # atomic: a partly written entry is never used
         return model, {**extra, "key": key, "from_cache": False}

@@ -229,6 +229,8 @@ def evaluate_role(role: str, model: RankingModel, info: dict, run: RankingRun, c
     if not history.empty:
         history.insert(0, "role", role)
     block["training"] = {**training, "from_cache": info.get("from_cache", False)}
+    if "transfer" in info:
+        block["transfer"] = info["transfer"]
     log.info("evaluate %s: test %s", role, {k: round(v, 4) for k, v in block["test"].items() if "@10" in k})
     frame = topk_frame(topk)
     frame.insert(0, "role", role)

@@ -47,8 +47,8 @@ class MeanRating(RatingModel):
         if self.config.by == "global":
             self.item_means.fill_(mean)
             return
-        items = torch.from_numpy(ratings["item"].to_numpy()).long()
-        values = torch.from_numpy(ratings["rating"].to_numpy()).float()
+        items = torch.from_numpy(ratings["item"].to_numpy().copy()).long()
+        values = torch.from_numpy(ratings["rating"].to_numpy().copy()).float()
         sums = torch.zeros(self.shape.n_items).index_add_(0, items, values)  # (I,)
         counts = torch.bincount(items, minlength=self.shape.n_items).float()  # (I,)
         shrink = self.config.shrinkage

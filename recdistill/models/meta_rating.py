@@ -49,7 +49,7 @@ class MetaRatingConfig:
     local_hidden: List[int] = field(default_factory=lambda: [64, 32])  # decision layers, adapted per task
     adapt: str = "decision"  # decision (MLP + output layer) | all_dense (also the genre bag)
     inner_steps: int = 1  # SGD steps on each target's support set; 0 = no adaptation
-    inner_lr: float = 0.5  # step size of the inner SGD
+    inner_lr: float = 0.5  # step size of the inner SGD (second-order MAML gives up adapting when too large)
     inner_loss: str = "ce"  # ce (cross-entropy over classes) | mse (on the expected rating)
     first_order: bool = False  # True: first-order MAML (inner gradients detached); False: second-order
     mse_weight: float = 0.0  # weight of an outer MSE term on the expected rating; 0 = CE only
@@ -109,6 +109,7 @@ class MetaRatingModel(RatingModel):
     """MeLU learner adapted per target by MAML over its support set (see module docstring)."""
 
     Config = MetaRatingConfig
+    adapts_per_user = True  # predictions adapt to each user's readable ratings (transfer=meta asks)
 
     def __init__(self, config: MetaRatingConfig, shape: DataShape) -> None:
         super().__init__()

@@ -60,6 +60,8 @@ def evaluate_role(role: str, model: RatingModel, info: dict, run: Any, cfg: Dict
     if not history.empty:
         history.insert(0, "role", role)
     block["training"] = {**training, "from_cache": info.get("from_cache", False)}
+    if "transfer" in info:
+        block["transfer"] = info["transfer"]
     log.info("evaluate %s: test %s", role, {k: round(v, 4) for k, v in block["test"].items()})
     return RoleResult(block, per_user, history)
 

@@ -61,6 +61,50 @@ def _loop(cfg: DictConfig, epochs: int | None = None) -> DictConfig:
     return loop
 
 
+def source_model_key(cfg: DictConfig, split_key: str) -> str:
+    """Hash of everything that determines the source model: the data and the split *minus* the
+    target-only settings (support size, target fraction), the teacher, its budget and the mode."""
+    from recdistill import runinfo
+    from recdistill.pipeline import MODEL_CACHE_FORMAT
+
+    split = OmegaConf.to_container(cfg.split, resolve=True)
+    for target_only in ("support_size", "target_fraction"):
+        split.pop(target_only, None)
+    dataset = OmegaConf.to_container(cfg.dataset, resolve=True)
+    for where in ("cache_dir", "source"):
+        dataset.pop(where, None)
+    return runinfo.stable_hash({
+        "role": "source", "dataset": dataset, "split": split, "split_seed": cfg.seed,
+        "model": OmegaConf.to_container(cfg.teacher, resolve=True), "trainer": OmegaConf.to_container(cfg.trainer.teacher),
+        "seed": cfg.teacher_seed, "mode": cfg.transfer.mode, "source_epochs": cfg.transfer.source_epochs,
+        "history_length": cfg.evaluator.history_length, "format": MODEL_CACHE_FORMAT})
+
+
+def source_model(cfg: DictConfig, run: Any, run_dir: Path, device: torch.device, new_model: Any
+                 ) -> tuple[RatingModel, dict]:
+    """The model trained (meta-trained for `meta`) on the split's source data and selected on a
+    held-out 10% of it; cached, so every target setting (each k, each fraction) shares it."""
+    from recdistill.pipeline import cached_model
+
+    key = source_model_key(cfg, run.split_key)
+    no_distillation = build_objective(OmegaConf.create({"name": "none", "base_weight": 1.0, "terms": {}}))
+
+    def fit() -> tuple[RatingModel, dict]:
+        source_train, source_valid = source_inputs(cfg, run.split)
+        model = new_model(cfg.teacher, run, cfg, cfg.teacher_seed)
+        if cfg.transfer.mode == "meta" and not getattr(model, "adapts_per_user", False):
+            raise ConfigError(f"transfer=meta needs a teacher that adapts per user (teacher=meta_rating); "
+                              f"got {cfg.teacher.name!r}")
+        log.info("transfer %s: training the source model on %d source targets", cfg.transfer.mode, len(source_train))
+        result = train(model, no_distillation, source_train, source_valid, _loop(cfg, cfg.transfer.source_epochs),
+                       device, cfg.teacher_seed, run_dir / "checkpoints" / f"source_{key}", "source",
+                       cfg.trainer.eval_batch_size)
+        model.load_state_dict(result.best_state)
+        return model, {"training": result.summary(), "source_targets": len(source_train)}
+
+    return cached_model(cfg, "source", key, fit, device)
+
+
 def transferred_teacher(cfg: DictConfig, run: Any, run_dir: Path, device: torch.device, key: str,
                         new_model: Any) -> tuple[RatingModel, dict]:
     """Train the teacher by `cfg.transfer.mode` (shared_weights | meta); returns (model, info)."""
@@ -68,39 +112,24 @@ def transferred_teacher(cfg: DictConfig, run: Any, run_dir: Path, device: torch.
     mode = cfg.transfer.mode
     if mode not in RATING_MODES[1:]:
         raise ConfigError(f"transfer.mode={mode!r} does not apply to the rating task; valid: {list(RATING_MODES)}")
-    no_distillation = build_objective(OmegaConf.create({"name": "none", "base_weight": 1.0, "terms": {}}))
-    source_train, source_valid = source_inputs(cfg, run.split)
-    seed = cfg.teacher_seed
-    checkpoints = run_dir / "checkpoints"
-    if mode == "meta":
-        teacher = new_model(cfg.teacher, run, cfg, seed)
-        if not getattr(teacher, "adapts_per_user", False):
-            raise ConfigError(f"transfer=meta needs a teacher that adapts per user (teacher=meta_rating); "
-                              f"got {cfg.teacher.name!r}")
-        log.info("transfer meta: meta-training %s on %d source targets", cfg.teacher.name, len(source_train))
-        result = train(teacher, no_distillation, source_train, run.evaluation["valid"],
-                       _loop(cfg, cfg.transfer.source_epochs), device, seed, checkpoints / f"teacher_meta_{key}",
-                       "teacher (meta)", cfg.trainer.eval_batch_size)
-        teacher.load_state_dict(result.best_state)
-        return teacher, {"training": result.summary(), "transfer": {"mode": "meta",
-                                                                    "source_targets": len(source_train)}}
+    source_table(run.split)  # a clear error before any training when the split has no source
+    source, source_info = source_model(cfg, run, run_dir, device, new_model)
+    source_summary = {k: v for k, v in source_info.get("training", {}).items() if k != "history"}
+    source_summary.update(key=source_info["key"], from_cache=source_info["from_cache"])
+    if mode == "meta":  # the meta-learned model adapts per user at prediction time: no fine-tuning
+        return source, {"training": source_info["training"],
+                        "transfer": {"mode": "meta", "source_training": source_summary}}
 
-    source = new_model(cfg.teacher, run, cfg, seed)
-    log.info("transfer shared_weights: training the source model on %d source targets", len(source_train))
-    source_result = train(source, no_distillation, source_train, source_valid, _loop(cfg, cfg.transfer.source_epochs),
-                          device, seed, checkpoints / f"teacher_source_{key}", "source", cfg.trainer.eval_batch_size)
-    source.load_state_dict(source_result.best_state)
-    teacher = new_model(cfg.teacher, run, cfg, seed + 1)  # a fresh target: only the copied modules carry over
+    no_distillation = build_objective(OmegaConf.create({"name": "none", "base_weight": 1.0, "terms": {}}))
+    teacher = new_model(cfg.teacher, run, cfg, cfg.teacher_seed + 1)  # fresh: only the copied modules carry over
     summary = apply_shared_weights(source, teacher, cfg.transfer, cfg.trainer.teacher.lr)
     groups = parameter_groups(teacher, cfg.trainer.teacher.lr, summary["copied"], cfg.transfer.lr_scale)
     log.info("transfer shared_weights: fine-tuning on %d target targets", len(run.train))
-    result = train(teacher, no_distillation, run.train, run.evaluation["valid"], _loop(cfg), device, seed,
-                   checkpoints / f"teacher_target_{key}", "teacher (fine-tune)", cfg.trainer.eval_batch_size,
-                   param_groups=[{"params": g["params"], "lr": g["lr"]} for g in groups])
+    result = train(teacher, no_distillation, run.train, run.evaluation["valid"], _loop(cfg), device,
+                   cfg.teacher_seed, run_dir / "checkpoints" / f"teacher_target_{key}", "teacher (fine-tune)",
+                   cfg.trainer.eval_batch_size, param_groups=[{"params": g["params"], "lr": g["lr"]} for g in groups])
     teacher.load_state_dict(result.best_state)
     summary.pop("copied")  # tensor names: long; the counts and groups say enough in metrics.json
     summary.pop("frozen")
     return teacher, {"training": result.summary(),
-                     "transfer": {"mode": "shared_weights", **summary,
-                                  "source_training": {k: v for k, v in source_result.summary().items()
-                                                      if k != "history"}}}
+                     "transfer": {"mode": "shared_weights", **summary, "source_training": source_summary}}
