@@ -88,6 +88,7 @@ def test_rating_strategy_on_the_ranking_task_is_a_clean_error(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_an_interrupted_ranking_run_resumes_to_the_same_metrics(tmp_path, monkeypatch):
     def comparable(metrics):
         return {role: {s: metrics[role][s] for s in ("valid", "test")} for role in ("teacher", "student_kd")}
