@@ -8,6 +8,7 @@ test top-K lists are saved as `topk.parquet`.
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from dataclasses import dataclass
@@ -97,6 +98,11 @@ def ranking_model_key(cfg: DictConfig, run: RankingRun, role: str) -> str:
 def validation(cfg: DictConfig, run: RankingRun, device: torch.device) -> Callable[[RankingModel], dict]:
     """The function the training loop calls after each epoch: ranking metrics on the valid split."""
     def validate(model: RankingModel) -> dict[str, float]:
+        if cfg.transfer.mode == "zero_shot":  # select on what is served: cold items mapped from content
+            from recdistill.transfer.cold_items import zero_shot_teacher
+
+            model = copy.deepcopy(model)
+            zero_shot_teacher(cfg, model, run, device, quiet=True)
         metrics, _, _ = _evaluate(cfg, model, run, "valid", device)
         return metrics
     return validate

@@ -38,8 +38,12 @@ def item_table(model: nn.Module, n_items: int) -> tuple[nn.Embedding, int]:
 
 
 @torch.no_grad()
-def zero_shot_teacher(cfg: DictConfig, teacher: nn.Module, run: Any, device: torch.device) -> dict[str, Any]:
-    """Fit the content mapper on the teacher's warm item vectors and write cold items' vectors."""
+def zero_shot_teacher(cfg: DictConfig, teacher: nn.Module, run: Any, device: torch.device, quiet: bool = False
+                      ) -> dict[str, Any]:
+    """Fit the content mapper on the teacher's warm item vectors and write cold items' vectors.
+
+    Also run on a copy of the model after every training epoch, so that model selection sees the
+    cold items as they will be served (`quiet` keeps those fits out of the log)."""
     check_transfer_config(cfg.transfer)
     items = run.data.items
     if items is None:
@@ -62,7 +66,7 @@ def zero_shot_teacher(cfg: DictConfig, teacher: nn.Module, run: Any, device: tor
     table.weight[cold + offset] = mapped
     if hasattr(teacher, "clear_cache"):
         teacher.clear_cache()
-    log.info("zero-shot: mapper fitted on %d warm items (held-out %s loss %.4f vs %.4f for the mean vector); "
+    (log.debug if quiet else log.info)("zero-shot: mapper fitted on %d warm items (held-out %s loss %.4f vs %.4f for the mean vector); "
              "wrote %d cold item vectors", len(warm), cfg.transfer.mapper_loss, summary["valid_loss"],
              summary["mean_valid_loss"], len(cold))
     return {"mode": "zero_shot", "warm_items": len(warm), "cold_items": len(cold), "content": content,
