@@ -33,7 +33,7 @@ from recdistill.models.ranking_base import RankingModel, RankingShape
 from recdistill.models.registry import build_model
 from recdistill.pipeline import (MODEL_CACHE_FORMAT, _no_distillation, cached_model, claim_run_dir,
                                  load_or_make_split, role_seed, run_info)
-from recdistill.reporting.results import RoleResult, write_results
+from recdistill.reporting.results import RoleResult, add_training_summary, write_results
 from recdistill.reporting.run_report import write_run_report
 from recdistill.training.loop import train
 from recdistill.utils.atomic import write_parquet
@@ -230,13 +230,7 @@ def evaluate_role(role: str, model: RankingModel, info: dict, run: RankingRun, c
     all_items = torch.arange(run.lists.n_items, device=device)
     block["efficiency"] = efficiency_report(model, batch, forward=lambda m, b: m.score_items(m(b).state, all_items),
                                             n_repeats=cfg.evaluator.latency_repeats)
-    training = dict(info.get("training", {}))
-    history = pd.DataFrame(training.pop("history", []))
-    if not history.empty:
-        history.insert(0, "role", role)
-    block["training"] = {**training, "from_cache": info.get("from_cache", False)}
-    if "transfer" in info:
-        block["transfer"] = info["transfer"]
+    history = add_training_summary(block, role, info)
     log.info("evaluate %s: test %s", role, {k: round(v, 4) for k, v in block["test"].items() if "@10" in k})
     frame = topk_frame(topk)
     frame.insert(0, "role", role)

@@ -39,6 +39,7 @@ from recdistill.data.loading import load_dataset
 from recdistill.data.ranking_data import RankingData
 from recdistill.data.splits import load_split, make_split, save_split
 from recdistill.data.synthetic import generate_synthetic
+from recdistill.evaluation.efficiency import training_throughput
 from recdistill.evaluation.ranking_eval import full_ranking_topk
 from recdistill.models.ranking_base import RankingShape
 from recdistill.models.registry import build_model
@@ -122,25 +123,9 @@ def training_speed(model, data: RankingData, batch_size: int, steps: int, device
     """Targets/s over `steps` optimiser steps after one warm-up step."""
     if model.input_kind == "none":
         return {}
-    model.to(device).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     batches_of = data.training_batches(model.input_kind, batch_size, getattr(model.config, "n_negatives", 1))
     batches = batches_of.batches(None, device, torch.Generator().manual_seed(0), 0)
-    targets, elapsed = 0, 0.0
-    for step in range(steps + 1):
-        batch = next(batches)
-        sync(device)
-        start = time.perf_counter()
-        output = model(batch)
-        loss = sum(model.loss(batch, output).values())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        sync(device)
-        if step > 0:  # the first step warms up kernels and allocators
-            elapsed += time.perf_counter() - start
-            targets += int(batch["n_targets"])
-    speed = targets / elapsed
+    speed = training_throughput(model, batches, steps, device, lambda batch: int(batch["n_targets"]))
     return {"train_targets_per_s": speed, "targets_per_epoch": len(batches_of),
             "epoch_s_estimated": len(batches_of) / speed}
 

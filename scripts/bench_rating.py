@@ -28,6 +28,7 @@ from recdistill.data.batching import build_split_data, build_user_rows
 from recdistill.data.config import SplitConfig, SyntheticConfig
 from recdistill.data.splits import make_split
 from recdistill.data.synthetic import generate_synthetic
+from recdistill.evaluation.efficiency import training_throughput
 from recdistill.models.base import DataShape
 from recdistill.models.registry import build_model
 from recdistill.runinfo import resolve_device
@@ -63,27 +64,13 @@ def eval_speed(model, data, device, batch_size: int, limit: int) -> float:
 
 def bench(model, train, windows, rows, device, batch_size: int, eval_batch_size: int, steps: int) -> dict:
     """Training targets/s over `steps` steps after one warm-up step, and evaluation targets/s."""
-    model.to(device).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model.to(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     batches = train.batches(batch_size, device, torch.Generator().manual_seed(0))
-    targets, elapsed = 0, 0.0
-    for step in range(steps + 1):
-        batch = next(batches)
-        sync(device)
-        start = time.perf_counter()
-        output = model(batch)
-        loss = sum(model.loss(batch, output).values())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        sync(device)
-        if step > 0:  # the first step warms up kernels and allocators
-            elapsed += time.perf_counter() - start
-            targets += len(batch["label"])
+    speed = training_throughput(model, batches, steps, device, lambda batch: len(batch["label"]))
     limit = 20 * eval_batch_size
-    return {"train_targets_per_s": targets / elapsed,
+    return {"train_targets_per_s": speed,
             "window_targets_per_s": eval_speed(model, windows, device, eval_batch_size, limit),
             "row_targets_per_s": eval_speed(model, rows, device, eval_batch_size, limit),
             "peak_mb": peak_memory_mb(device)}

@@ -31,3 +31,22 @@ def small_data(history_length: int = 4, **kwargs):
                       rating_mean=float(frames["train"]["rating"].mean()))
     train, windows = build_split_data(frames, history_length)
     return train, windows, shape
+
+
+def crash_in_second_epoch_of(role, monkeypatch):
+    """Make the training loop raise KeyboardInterrupt right after `role` saves its second epoch;
+    returns a function that restores normal saving."""
+    from recdistill.training import loop
+
+    saves = {"n": 0}
+    real_save = loop.torch_save
+
+    def save_then_crash(path, obj):
+        real_save(path, obj)
+        if role in str(path):
+            saves["n"] += 1
+            if saves["n"] == 2:
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "torch_save", save_then_crash)
+    return lambda: monkeypatch.setattr(loop, "torch_save", real_save)

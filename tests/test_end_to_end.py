@@ -13,7 +13,7 @@ from hydra.core.global_hydra import GlobalHydra
 from recdistill.cli import config_dir
 from recdistill.config_schema import register_schemas
 from recdistill.pipeline import run
-from recdistill.training import loop
+from tests.helpers import crash_in_second_epoch_of
 
 RUN_FILES = ("metrics.json", "metrics.csv", "history.csv", "per_user.parquet", "split.json", "run.log",
              ".hydra/config.yaml", ".hydra/overrides.yaml", "knowledge/teacher_knowledge.pt", "report.md",
@@ -79,22 +79,12 @@ def comparable(metrics):
 def test_an_interrupted_run_resumes_to_the_same_metrics(tmp_path, monkeypatch):
     full = run(compose_synthetic(tmp_path / "full", tmp_path / "cache_full"), tmp_path / "full")
 
-    saves = {"n": 0}
-    real_save = loop.torch_save
-
-    def crash_in_the_distilled_students_second_epoch(path, obj):
-        real_save(path, obj)
-        if "student_kd" in str(path):
-            saves["n"] += 1
-            if saves["n"] == 2:
-                raise KeyboardInterrupt
-
-    monkeypatch.setattr(loop, "torch_save", crash_in_the_distilled_students_second_epoch)
+    restore_saving = crash_in_second_epoch_of("student_kd", monkeypatch)
     cfg = compose_synthetic(tmp_path / "cut", tmp_path / "cache_cut")
     with pytest.raises(KeyboardInterrupt):
         run(cfg, tmp_path / "cut")
     assert not (tmp_path / "cut" / "metrics.json").exists()
-    monkeypatch.setattr(loop, "torch_save", real_save)
+    restore_saving()
     resumed = run(cfg, tmp_path / "cut")
     assert comparable(resumed) == comparable(full)
 

@@ -10,7 +10,7 @@ from hydra.core.global_hydra import GlobalHydra
 from recdistill.cli import config_dir
 from recdistill.config_schema import register_schemas
 from recdistill.pipeline import run
-from recdistill.training import loop
+from tests.helpers import crash_in_second_epoch_of
 from tests.test_end_to_end import cli
 
 RANKING_FILES = ("metrics.json", "metrics.csv", "history.csv", "per_user.parquet", "topk.parquet", "split.json",
@@ -95,20 +95,10 @@ def test_an_interrupted_ranking_run_resumes_to_the_same_metrics(tmp_path, monkey
 
     overrides = ("trainer.student.epochs=3", "distill=de_rrd", "train_student_alone=false")
     full = run(compose_ranking(tmp_path / "cache_full", *overrides), tmp_path / "full")
-    saves = {"n": 0}
-    real_save = loop.torch_save
-
-    def crash_in_the_distilled_students_second_epoch(path, obj):
-        real_save(path, obj)
-        if "student_kd" in str(path):
-            saves["n"] += 1
-            if saves["n"] == 2:
-                raise KeyboardInterrupt
-
-    monkeypatch.setattr(loop, "torch_save", crash_in_the_distilled_students_second_epoch)
+    restore_saving = crash_in_second_epoch_of("student_kd", monkeypatch)
     cfg = compose_ranking(tmp_path / "cache_cut", *overrides)
     with pytest.raises(KeyboardInterrupt):
         run(cfg, tmp_path / "cut")
-    monkeypatch.setattr(loop, "torch_save", real_save)
+    restore_saving()
     resumed = run(cfg, tmp_path / "cut")
     assert comparable(resumed) == comparable(full)

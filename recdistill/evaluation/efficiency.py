@@ -104,3 +104,27 @@ def efficiency_report(
         "throughput_per_s": batch_size / median_s if median_s > 0 else float("inf"),
         "batch_size": batch_size,
     }
+
+
+def training_throughput(model: nn.Module, batches: Any, steps: int, device: torch.device | str,
+                        targets_of: Callable[[dict], int], lr: float = 1e-3) -> float:
+    """Training targets/s of `model` (forward, `model.loss`, backward, AdamW step) over `steps`
+    batches of the iterator `batches`, after one untimed warm-up step."""
+    device = torch.device(device)
+    model.to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    targets, elapsed = 0, 0.0
+    for step in range(steps + 1):
+        batch = next(batches)
+        _synchronize(device)
+        start = time.perf_counter()
+        output = model(batch)
+        loss = sum(model.loss(batch, output).values())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        _synchronize(device)
+        if step > 0:  # the first step warms up kernels and allocators
+            elapsed += time.perf_counter() - start
+            targets += targets_of(batch)
+    return targets / elapsed

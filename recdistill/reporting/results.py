@@ -55,6 +55,14 @@ def evaluate_role(role: str, model: RatingModel, info: dict, run: Any, cfg: Dict
     latency_rows = torch.arange(min(cfg.evaluator.latency_batch_size, len(windows["test"])))
     block["efficiency"] = efficiency_report(model, windows["test"].batch(latency_rows, device),
                                             n_repeats=cfg.evaluator.latency_repeats)
+    history = add_training_summary(block, role, info)
+    log.info("evaluate %s: test %s", role, {k: round(v, 4) for k, v in block["test"].items()})
+    return RoleResult(block, per_user, history)
+
+
+def add_training_summary(block: dict[str, Any], role: str, info: dict) -> pd.DataFrame:
+    """Put the training summary (and any transfer summary) of `info` into `block`; return the
+    per-epoch history with a role column."""
     training = dict(info.get("training", {}))
     history = pd.DataFrame(training.pop("history", []))
     if not history.empty:
@@ -62,8 +70,7 @@ def evaluate_role(role: str, model: RatingModel, info: dict, run: Any, cfg: Dict
     block["training"] = {**training, "from_cache": info.get("from_cache", False)}
     if "transfer" in info:
         block["transfer"] = info["transfer"]
-    log.info("evaluate %s: test %s", role, {k: round(v, 4) for k, v in block["test"].items()})
-    return RoleResult(block, per_user, history)
+    return history
 
 
 def flat_row(role: str, block: dict[str, Any]) -> dict[str, Any]:
