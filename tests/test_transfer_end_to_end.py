@@ -72,3 +72,22 @@ def test_meta_teacher_is_meta_trained_on_warm_users_and_adapts_to_new_ones(tmp_p
                 tmp_path / "run_k1")
     assert again["teacher"]["transfer"]["source_training"]["from_cache"]
     assert again["teacher"]["transfer"]["source_training"]["key"] == metrics["teacher"]["transfer"]["source_training"]["key"]
+
+
+def test_zero_shot_writes_cold_item_vectors_only(tmp_path):
+    import torch
+
+    from recdistill.models.registry import build_model
+    from recdistill.ranking_pipeline import prepare_ranking_data
+    from recdistill.transfer.cold_items import zero_shot_teacher
+
+    cfg = compose_experiment("synthetic_coldstart_item", tmp_path / "cache", "transfer.content=[genres,year]")
+    run_data = prepare_ranking_data(cfg, tmp_path)
+    teacher = build_model(cfg.teacher, run_data.shape)
+    before = teacher.item_factors.weight.detach().clone()
+    summary = zero_shot_teacher(cfg, teacher, run_data, torch.device("cpu"))
+    after = teacher.item_factors.weight.detach()
+    trained = torch.bincount(run_data.lists.lists["train"].items, minlength=run_data.shape.n_items) > 0
+    assert torch.equal(after[trained], before[trained]), "a warm item's vector changed"
+    assert not torch.isclose(after[~trained], before[~trained]).all(dim=1).any(), "a cold item kept its random vector"
+    assert summary["cold_items"] == int((~trained).sum()) and summary["warm_items"] == int(trained.sum())
