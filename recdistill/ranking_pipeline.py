@@ -88,6 +88,8 @@ def ranking_model_key(cfg: DictConfig, run: RankingRun, role: str) -> str:
         dataset.pop(where, None)
     evaluator = OmegaConf.to_container(cfg.evaluator, resolve=True)
     selection = {k: evaluator[k] for k in ("history_length", "protocol", "mask_history", "n_negatives")}
+    if role == "teacher" and cfg.transfer.mode != "none":  # zero-shot selects epochs on mapped cold items
+        selection["transfer"] = OmegaConf.to_container(cfg.transfer, resolve=True)
     return runinfo.stable_hash({
         "task": cfg.task, "dataset": dataset, "split": OmegaConf.to_container(cfg.split, resolve=True),
         "split_key": run.split_key, "model": OmegaConf.to_container(cfg[role], resolve=True),
