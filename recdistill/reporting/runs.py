@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 ROLE_ORDER = ("teacher", "student", "student_kd", "global_mean", "item_mean", "popularity", "random",
               "oracle_popularity")
 #: Last parts of config keys that never distinguish runs: repetitions, locations, bookkeeping.
-IGNORED_KEYS = frozenset({"seed", "experiment_name", "resume", "cache_dir", "device"})
+IGNORED_KEYS = frozenset({"seed", "teacher_seed", "experiment_name", "resume", "cache_dir", "device"})
 #: Key endings that name a location (`local_dir`, `output_dir`, `checkpoint_path`).
 IGNORED_SUFFIXES = ("dir", "path")
 #: Label of a key that a run's config does not have (e.g. `distill.terms.kl.weight` under `distill=none`).
