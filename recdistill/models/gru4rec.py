@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from recdistill.models.ranking_base import RankingModel, RankingOutput, RankingShape
-from recdistill.models.sequence_losses import check_loss_name, next_item_loss
+from recdistill.models.ranking_base import RankingShape
+from recdistill.models.sequence_losses import check_loss_name
+from recdistill.models.sequential_base import SequentialRanker
 
 
 @dataclass
@@ -40,11 +41,10 @@ def rotate(values: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     return values.gather(1, index)
 
 
-class GRU4Rec(RankingModel):
+class GRU4Rec(SequentialRanker):
     """Recurrent next-item recommender (see module docstring)."""
 
     Config = GRU4RecConfig
-    input_kind = "sequences"
 
     def __init__(self, config: GRU4RecConfig, shape: RankingShape) -> None:
         super().__init__()
@@ -66,15 +66,3 @@ class GRU4Rec(RankingModel):
         outputs, _ = self.gru(self.drop(self.item_embedding(items_first)))  # (B, L, G)
         slots = rotate(self.projection(outputs), -padding)  # (B, L, D) back to the left-padded layout
         return slots.masked_fill((seq == 0).unsqueeze(-1), 0.0)  # an empty slot's output is zero, never read
-
-    def forward(self, batch: dict[str, torch.Tensor]) -> RankingOutput:
-        slots = self.encode(batch["seq"])  # (B, L, D)
-        return RankingOutput(slots[:, -1], self, {"slots": slots})  # state: after the latest item, (B, D)
-
-    def loss(self, batch: dict[str, torch.Tensor], output: RankingOutput) -> dict[str, torch.Tensor]:
-        table = self.item_embedding.weight[1:]  # (I, D) row i = item i
-        return next_item_loss(output.extras["slots"], batch["target"], table, self.config.loss,
-                              self.config.n_negatives)
-
-    def item_vectors(self, items: torch.Tensor) -> torch.Tensor:
-        return self.item_embedding(items + 1)

@@ -19,8 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recdistill.models.ranking_base import RankingModel, RankingOutput, RankingShape
-from recdistill.models.sequence_losses import check_loss_name, next_item_loss
+from recdistill.models.ranking_base import RankingShape
+from recdistill.models.sequence_losses import check_loss_name
+from recdistill.models.sequential_base import SequentialRanker
 
 
 @dataclass
@@ -62,11 +63,10 @@ class CausalBlock(nn.Module):
         return states + self.drop(self.ff(self.norm_ff(states)))
 
 
-class SASRec(RankingModel):
+class SASRec(SequentialRanker):
     """Self-attentive sequential recommender (see module docstring)."""
 
     Config = SASRecConfig
-    input_kind = "sequences"
 
     def __init__(self, config: SASRecConfig, shape: RankingShape) -> None:
         super().__init__()
@@ -101,15 +101,3 @@ class SASRec(RankingModel):
         for block in self.blocks:
             states = block(states, allowed)
         return self.final_norm(states)  # (B, L, D)
-
-    def forward(self, batch: dict[str, torch.Tensor]) -> RankingOutput:
-        slots = self.encode(batch["seq"])  # (B, L, D)
-        return RankingOutput(slots[:, -1], self, {"slots": slots})  # state: after the latest item, (B, D)
-
-    def loss(self, batch: dict[str, torch.Tensor], output: RankingOutput) -> dict[str, torch.Tensor]:
-        table = self.item_embedding.weight[1:]  # (I, D) row i = item i
-        return next_item_loss(output.extras["slots"], batch["target"], table, self.config.loss,
-                              self.config.n_negatives)
-
-    def item_vectors(self, items: torch.Tensor) -> torch.Tensor:
-        return self.item_embedding(items + 1)
