@@ -348,20 +348,18 @@ def squared_norm(vector: list[float]) -> float:
 
 
 def zero_experts(mixture: ExpertMixture) -> None:
-    for expert in mixture.experts:
-        nn.init.zeros_(expert[-1].weight)
-        nn.init.zeros_(expert[-1].bias)
+    nn.init.zeros_(mixture.out_weight)
+    nn.init.zeros_(mixture.out_bias)
 
 
 def test_de_experts_are_strategy_parameters_built_in_setup() -> None:
     strategy = setup(DE(DEParams(n_experts=3, topk=2)), knowledge(TOPK, 5, USER_REPR, ITEM_REPR), 4)
     names = {name for name, _ in strategy.named_parameters()}
-    assert any(name.startswith("user_experts.experts.2") for name in names)
-    assert any(name.startswith("item_experts.selector") for name in names)
-    # per side: 3 experts x (2 weights + 2 biases) + selector weight and bias
-    assert len(list(strategy.parameters())) == 2 * (3 * 4 + 2)
-    first = strategy.user_experts.experts[0]
-    assert (first[0].in_features, first[-1].out_features) == (4, 2)
+    assert {"user_experts.hidden_weight", "item_experts.out_bias", "item_experts.selector.weight"} <= names
+    # per side: stacked expert weights and biases (2 layers) + selector weight and bias
+    assert len(list(strategy.parameters())) == 2 * (4 + 2)
+    experts = strategy.user_experts
+    assert experts.hidden_weight.shape[:2] == (3, 4) and experts.out_weight.shape[::2] == (3, 2)
 
 
 def test_de_with_silent_experts_is_the_teacher_norms_of_users_and_half_of_each_item_group() -> None:
@@ -404,9 +402,26 @@ def test_a_cold_gumbel_softmax_selects_exactly_one_expert() -> None:
     mixture = ExpertMixture(3, 2, n_experts=4)
     student, teacher = torch.randn(16, 3), torch.randn(16, 2)
     mixed = mixture(student, teacher, temperature=1e-10)  # (16, 2)
-    each = torch.stack([expert(student) for expert in mixture.experts])  # (4, 16, 2)
+    each = mixture.each_expert(student)  # (4, 16, 2)
     distance = (each - mixed).abs().amax(-1).amin(0)  # (16,) closest expert per row
     assert torch.all(distance < 1e-6)
+
+
+def test_the_mixture_mixes_each_experts_output_by_the_gumbel_weights() -> None:
+    mixture = ExpertMixture(3, 5, n_experts=4)
+    student, teacher = torch.randn(6, 3), torch.randn(6, 5)
+    torch.manual_seed(7)
+    mixed = mixture(student, teacher, temperature=2.0)  # (6, 5)
+    torch.manual_seed(7)
+    weights = mixture.select(teacher, 2.0)  # (6, 4) the same Gumbel draw
+    each = mixture.each_expert(student)  # (4, 6, 5)
+    expected = torch.stack([
+        sum(weights[row, e] * (torch.relu(student[row] @ mixture.hidden_weight[e] + mixture.hidden_bias[e])
+                               @ mixture.out_weight[e] + mixture.out_bias[e]) for e in range(4))
+        for row in range(6)
+    ])
+    assert torch.allclose(mixed, expected, atol=1e-5)
+    assert torch.allclose((each * weights.T[:, :, None]).sum(0), expected, atol=1e-5)
 
 
 # --- FTD / HTD ----------------------------------------------------------------------------------------

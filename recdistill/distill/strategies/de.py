@@ -33,20 +33,43 @@ def annealed_temperature(epoch: int, initial: float, final: float, anneal_epochs
     return max(initial * (final / initial) ** progress, final)
 
 
+def linear_init(shape: tuple[int, ...], fan_in: int) -> torch.Tensor:
+    """Uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)): `nn.Linear`'s default for weights and biases."""
+    bound = 1.0 / fan_in ** 0.5
+    return torch.empty(shape).uniform_(-bound, bound)
+
+
 class ExpertMixture(nn.Module):
     """`n_experts` two-layer MLPs (student dim -> teacher dim) and a linear-softmax selector over
-    the teacher's representation, mixed by a Gumbel-softmax sample of the selector."""
+    the teacher's representation, mixed by a Gumbel-softmax sample of the selector.
+
+    The experts' weights are stacked tensors, so all experts run as one batched product; as the
+    second layer is linear, the mixture is taken over the hidden units before it (one matmul over
+    experts x hidden instead of one per expert), which gives the same result as mixing the outputs.
+    """
 
     def __init__(self, student_dim: int, teacher_dim: int, n_experts: int) -> None:
         super().__init__()
         # Hidden width halfway between the two sizes; half the student's when they are equal.
         hidden = student_dim // 2 if student_dim == teacher_dim else (student_dim + teacher_dim) // 2
         hidden = max(hidden, 1)
-        self.experts = nn.ModuleList(
-            nn.Sequential(nn.Linear(student_dim, hidden), nn.ReLU(), nn.Linear(hidden, teacher_dim))
-            for _ in range(n_experts)
-        )
+        self.hidden_weight = nn.Parameter(linear_init((n_experts, student_dim, hidden), student_dim))
+        self.hidden_bias = nn.Parameter(linear_init((n_experts, hidden), student_dim))
+        self.out_weight = nn.Parameter(linear_init((n_experts, hidden, teacher_dim), hidden))
+        self.out_bias = nn.Parameter(linear_init((n_experts, teacher_dim), hidden))
         self.selector = nn.Linear(teacher_dim, n_experts)
+
+    @property
+    def n_experts(self) -> int:
+        return self.hidden_weight.shape[0]
+
+    def hidden(self, student: torch.Tensor) -> torch.Tensor:
+        """(E, n, H) every expert's hidden units for `student` (n, Ds)."""
+        return F.relu(torch.matmul(student.unsqueeze(0), self.hidden_weight) + self.hidden_bias[:, None, :])
+
+    def each_expert(self, student: torch.Tensor) -> torch.Tensor:
+        """(E, n, Dt) every expert's reconstruction from `student` (n, Ds)."""
+        return torch.matmul(self.hidden(student), self.out_weight) + self.out_bias[:, None, :]
 
     def select(self, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
         """(n, E) Gumbel-softmax of log softmax(selector(teacher)) at `temperature`."""
@@ -62,11 +85,13 @@ class ExpertMixture(nn.Module):
 
     def forward(self, student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
         """(n, Dt) the selected experts' reconstructions of `teacher` (n, Dt) from `student` (n, Ds)."""
-        if len(self.experts) == 1:
-            return self.experts[0](student)  # (n, Dt)
+        if self.n_experts == 1:
+            return self.each_expert(student)[0]  # (n, Dt)
         weights = self.select(teacher, temperature)  # (n, E)
-        outputs = torch.stack([expert(student) for expert in self.experts], dim=-1)  # (n, Dt, E)
-        return (outputs * weights[:, None, :]).sum(-1)  # (n, Dt)
+        hidden = self.hidden(student) * weights.T[:, :, None]  # (E, n, H) weighted per row
+        n_experts, rows, width = hidden.shape
+        mixed_hidden = hidden.transpose(0, 1).reshape(rows, n_experts * width)  # (n, E*H)
+        return mixed_hidden @ self.out_weight.reshape(n_experts * width, -1) + weights @ self.out_bias  # (n, Dt)
 
     def squared_error(self, student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
         """sum_n ||teacher_n - mixture(student_n)||^2 (0 for no rows)."""
