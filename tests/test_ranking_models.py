@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from recdistill.data.ranking_data import RankingData
+from recdistill.errors import ConfigError
 from recdistill.models import item_knn
 from recdistill.models.checkpoint import load_model, save_model
 from recdistill.models.item_knn import ItemKNN, ItemKNNConfig
@@ -139,11 +140,13 @@ def test_pair_models_learn_clusters(name):
     assert (top // 8 == cluster_of_user).float().mean() >= 0.9
 
 
-@pytest.mark.parametrize("name, loss", [("sasrec", "ce"), ("sasrec", "sampled"), ("sasrec", "bce"),
-                                        ("gru4rec", "ce"), ("gru4rec", "sampled")])
-def test_sequence_models_learn_the_next_item(name, loss):
+@pytest.mark.parametrize("name, loss, layout", [
+    ("sasrec", "ce", {}), ("sasrec", "sampled", {}), ("sasrec", "bce", {}),
+    ("sasrec", "ce", {"layer_norm": "post"}), ("gru4rec", "ce", {}), ("gru4rec", "sampled", {}),
+])
+def test_sequence_models_learn_the_next_item(name, loss, layout):
     data, shape = next_item_data()
-    model = new_model(name, shape, data, loss=loss, n_negatives=6)
+    model = new_model(name, shape, data, loss=loss, n_negatives=6, **layout)
     losses = train_steps(model, data, epochs=30, lr=0.01, batch_size=64)
     assert np.mean(losses[-3:]) < 0.5 * np.mean(losses[:3]), (losses[:3], losses[-3:])
     top = ranked_first(model, data, "valid")
@@ -151,10 +154,10 @@ def test_sequence_models_learn_the_next_item(name, loss):
     assert (top == truth).float().mean() >= 0.9
 
 
-@pytest.mark.parametrize("name", ["sasrec", "gru4rec"])
-def test_sequence_models_are_causal_and_ignore_padding(name):
+@pytest.mark.parametrize("name, layout", [("sasrec", {}), ("sasrec", {"layer_norm": "post"}), ("gru4rec", {})])
+def test_sequence_models_are_causal_and_ignore_padding(name, layout):
     data, shape = next_item_data()
-    model = new_model(name, shape, data, dropout=0.0).eval()
+    model = new_model(name, shape, data, dropout=0.0, **layout).eval()
     seq = torch.tensor([[0, 0, 0, 0, 0, 0, 0, 0],  # no items at all
                         [0, 0, 0, 0, 0, 0, 3, 4],
                         [0, 0, 0, 5, 6, 7, 8, 9],
@@ -180,6 +183,19 @@ def test_sequence_models_are_causal_and_ignore_padding(name):
     train_batch = {**batch, "target": target}
     sum(model.loss(train_batch, model(train_batch)).values()).backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_sasrec_post_layout_is_recboles_normalisation_and_initialisation():
+    data, shape = next_item_data()
+    pre = new_model("sasrec", shape, data)
+    post = new_model("sasrec", shape, data, layer_norm="post")
+    assert isinstance(pre.final_norm, torch.nn.LayerNorm) and isinstance(pre.embedding_norm, torch.nn.Identity)
+    assert isinstance(post.final_norm, torch.nn.Identity) and isinstance(post.embedding_norm, torch.nn.LayerNorm)
+    linear = torch.cat([m.weight.flatten() for m in post.blocks.modules() if isinstance(m, torch.nn.Linear)])
+    assert abs(linear.std().item() - 0.02) < 0.002 and abs(linear.mean().item()) < 0.002
+    assert all((m.bias == 0).all() for m in post.blocks.modules() if isinstance(m, torch.nn.Linear))
+    with pytest.raises(ConfigError, match="layer_norm must be one of"):
+        new_model("sasrec", shape, data, layer_norm="middle")
 
 
 def test_lightgcn_propagates_over_the_normalised_graph():

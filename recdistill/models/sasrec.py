@@ -1,9 +1,12 @@
 """SASRec (Kang & McAuley 2018): a causal self-attention encoder over the user's latest items.
 
-Each slot holds an item embedding plus a learned position embedding; pre-LN blocks (as in the
-authors' code) let every slot attend to itself and earlier non-empty slots; a final LayerNorm
-gives the slot's output, which scores the next item by dot product with the same item embedding
-table that embeds the input (tied, as in the paper and RecBole).
+Each slot holds an item embedding plus a learned position embedding; blocks let every slot attend
+to itself and earlier non-empty slots; the slot's output scores the next item by dot product with
+the same item embedding table that embeds the input (tied, as in the paper and RecBole).
+
+Two layouts (`layer_norm`): `pre` (the authors' code) normalises each sub-layer's input and the
+final output; `post` (RecBole 1.2.1) normalises the embeddings and each residual sum, and
+initialises every linear and embedding weight from normal(0, 0.02) with zero biases.
 
 Batches are left-padded. Positions are counted from the row's first non-empty slot (as RecBole
 does with its right-padded rows), and padded keys are masked, so a slot's output depends only on
@@ -19,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recdistill.errors import ConfigError
 from recdistill.models.ranking_base import RankingShape
 from recdistill.models.sequence_losses import check_loss_name
 from recdistill.models.sequential_base import SequentialRanker
@@ -36,14 +40,19 @@ class SASRecConfig:
     dropout: float = 0.5  # on embeddings, attention weights and block outputs
     loss: str = "ce"  # ce: full softmax | sampled: softmax over n_negatives shared items | bce: one negative per slot
     n_negatives: int = 100  # sampled loss only: uniformly drawn items shared by the batch
+    layer_norm: str = "pre"  # pre: the authors' code | post: RecBole's (see the module docstring)
+
+
+LAYER_NORMS = ("pre", "post")
 
 
 class CausalBlock(nn.Module):
-    """Pre-LN block: masked multi-head self-attention, then a position-wise feed-forward."""
+    """Masked multi-head self-attention, then a position-wise feed-forward; LayerNorm before each
+    (`post=False`) or after each residual sum (`post=True`)."""
 
-    def __init__(self, dim: int, n_heads: int, ff_mult: int, dropout: float) -> None:
+    def __init__(self, dim: int, n_heads: int, ff_mult: int, dropout: float, post: bool = False) -> None:
         super().__init__()
-        self.n_heads, self.dropout = n_heads, dropout
+        self.n_heads, self.dropout, self.post = n_heads, dropout, post
         self.norm_attention = nn.LayerNorm(dim)
         self.qkv = nn.Linear(dim, 3 * dim)
         self.out = nn.Linear(dim, dim)
@@ -54,12 +63,15 @@ class CausalBlock(nn.Module):
     def forward(self, states: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
         """states (B, L, D); allowed (B, 1, L, L) query slot may read key slot."""
         batch, length, dim = states.shape
-        qkv = self.qkv(self.norm_attention(states))  # (B, L, 3D)
+        qkv = self.qkv(states if self.post else self.norm_attention(states))  # (B, L, 3D)
         query, key, value = qkv.view(batch, length, 3, self.n_heads, dim // self.n_heads).permute(2, 0, 3, 1, 4)
         attended = F.scaled_dot_product_attention(
             query, key, value, attn_mask=allowed, dropout_p=self.dropout if self.training else 0.0,
         )  # (B, H, L, Dh)
         states = states + self.drop(self.out(attended.transpose(1, 2).reshape(batch, length, dim)))
+        if self.post:
+            states = self.norm_attention(states)
+            return self.norm_ff(states + self.drop(self.ff(states)))
         return states + self.drop(self.ff(self.norm_ff(states)))
 
 
@@ -72,18 +84,29 @@ class SASRec(SequentialRanker):
         super().__init__()
         assert config.dim % config.n_heads == 0, f"dim {config.dim} must divide by n_heads {config.n_heads}"
         check_loss_name(config.loss)
+        if config.layer_norm not in LAYER_NORMS:
+            raise ConfigError(f"sasrec layer_norm must be one of {list(LAYER_NORMS)}, got {config.layer_norm!r}")
+        post = config.layer_norm == "post"
         self.config = config
         self.shape = shape
         self.hidden_dim = config.dim
         self.item_embedding = nn.Embedding(shape.n_items + 1, config.dim, padding_idx=0)  # 0 = empty slot
         self.position_embedding = nn.Embedding(shape.max_length, config.dim)
         self.blocks = nn.ModuleList(
-            CausalBlock(config.dim, config.n_heads, config.ff_mult, config.dropout) for _ in range(config.n_layers)
+            CausalBlock(config.dim, config.n_heads, config.ff_mult, config.dropout, post)
+            for _ in range(config.n_layers)
         )
-        self.final_norm = nn.LayerNorm(config.dim)
+        # pre: normalise the last block's output; post: the blocks end normalised, the embeddings are
+        self.embedding_norm = nn.LayerNorm(config.dim) if post else nn.Identity()
+        self.final_norm = nn.Identity() if post else nn.LayerNorm(config.dim)
         self.drop = nn.Dropout(config.dropout)
         for embedding in (self.item_embedding, self.position_embedding):
             nn.init.normal_(embedding.weight, std=0.02)
+        if post:
+            for module in self.blocks.modules():
+                if isinstance(module, nn.Linear):
+                    nn.init.normal_(module.weight, std=0.02)
+                    nn.init.zeros_(module.bias)
         self.item_embedding.weight.data[0].zero_()
 
     def encode(self, seq: torch.Tensor) -> torch.Tensor:
@@ -93,7 +116,7 @@ class SASRec(SequentialRanker):
         filled = seq > 0  # (B, L)
         position = (filled.long().cumsum(1) - 1).clamp(min=0)  # (B, L) 0 at the first non-empty slot
         states = self.item_embedding(seq) + self.position_embedding(position) * filled.unsqueeze(-1)  # (B, L, D)
-        states = self.drop(states)
+        states = self.drop(self.embedding_norm(states))
         slots = torch.arange(length, device=seq.device)
         causal = slots[None, :] <= slots[:, None]  # (L, L) key not after query
         allowed = (causal & filled[:, None, :]) | torch.eye(length, dtype=torch.bool, device=seq.device)  # (B, L, L)
