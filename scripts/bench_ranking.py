@@ -119,11 +119,14 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def training_speed(model, data: RankingData, batch_size: int, steps: int, device: torch.device) -> dict:
-    """Targets/s over `steps` optimiser steps after one warm-up step."""
+def training_speed(model, data: RankingData, batch_size: int, steps: int, device: torch.device,
+                   stride: int = 0) -> dict:
+    """Targets/s over `steps` optimiser steps after one warm-up step (each target counted once,
+    however many overlapping rows of `stride` read it)."""
     if model.input_kind == "none":
         return {}
-    batches_of = data.training_batches(model.input_kind, batch_size, getattr(model.config, "n_negatives", 1))
+    batches_of = data.training_batches(model.input_kind, batch_size, getattr(model.config, "n_negatives", 1),
+                                       stride=stride)
     batches = batches_of.batches(None, device, torch.Generator().manual_seed(0), 0)
     speed = training_throughput(model, batches, steps, device, lambda batch: int(batch["n_targets"]))
     return {"train_targets_per_s": speed, "targets_per_epoch": len(batches_of),
@@ -165,7 +168,7 @@ def measure(args: argparse.Namespace, label: str) -> dict:
     result: dict = {"params": sum(p.numel() for p in model.parameters()), "fit_s": time.perf_counter() - started,
                     "interactions": sum(len(f) for f in frames.values()), "device": str(device)}
     model.to(device)
-    result.update(training_speed(model, data, args.batch_size, args.steps, device))
+    result.update(training_speed(model, data, args.batch_size, args.steps, device, args.stride))
     if args.full and model.input_kind != "none":
         role = "teacher" if group == "teacher" else "student"
         torch.manual_seed(0)
@@ -196,6 +199,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--batch-size", type=int, default=2048, help="training targets per step")
     parser.add_argument("--steps", type=int, default=10, help="timed training steps")
+    parser.add_argument("--stride", type=int, default=0,
+                        help="sequence models: trainer sequence_stride (0 = rows do not overlap)")
     parser.add_argument("--full", action=argparse.BooleanOptionalAction, default=None,
                         help="also train to early stopping (default: on for ml100k, off for synthetic)")
     parser.add_argument("--eval-users", type=int, default=10_000, help="test users ranked in the timing")
