@@ -101,6 +101,9 @@ def train(
     `param_groups` (AdamW groups over the model's trainable parameters, e.g. a lower learning rate
     for transferred weights) default to one group of every trainable parameter at `config.lr`."""
     larger_is_better = higher_is_better(config.monitor)
+    # Denormal floats (e.g. gradients through a Gumbel-softmax at low temperature, and their squares
+    # in Adam's state) make CPU arithmetic many times slower; values that small are zero to training.
+    torch.set_flush_denormal(True)
     validate = valid_data if callable(valid_data) else _rating_validation(valid_data, eval_batch_size, device)
     model.to(device)
     objective.to(device)
