@@ -63,7 +63,7 @@ def prepare_ranking_data(cfg: DictConfig, run_dir: Path) -> RankingRun:
     frames = {"train": split.train, "valid": split.valid, "test": split.test}
     lists = RankingData(frames, data.n_users, data.n_items, cfg.evaluator.history_length)
     shape = RankingShape(n_users=data.n_users, n_items=data.n_items, max_length=cfg.evaluator.history_length)
-    candidates = {name: torch.from_numpy(split.extra[f"cold_{name}_items"]["item"].to_numpy()).long()
+    candidates = {name: torch.as_tensor(split.extra[f"cold_{name}_items"]["item"].to_numpy(copy=True)).long()
                   for name in ("valid", "test") if f"cold_{name}_items" in split.extra}
     if candidates:
         log.info("ranking over cold item pools: %s", {k: len(v) for k, v in candidates.items()})

@@ -77,9 +77,9 @@ class OraclePopularity(RankingModel):
     def fit_table(self, table: pd.DataFrame) -> None:
         """Count each item's distinct users in `table` (user, item columns)."""
         pairs = table[["user", "item"]].drop_duplicates()
-        items = torch.from_numpy(pairs["item"].to_numpy()).long()
+        items = torch.as_tensor(pairs["item"].to_numpy(copy=True)).long()
         self.counts.copy_(torch.bincount(items, minlength=self.shape.n_items).float())
-        keys = torch.from_numpy(pairs["user"].to_numpy()).long() * self.shape.n_items + items
+        keys = torch.as_tensor(pairs["user"].to_numpy(copy=True)).long() * self.shape.n_items + items
         self.own_keys = torch.sort(keys).values.to(self.counts.device)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> RankingOutput:
