@@ -20,8 +20,11 @@ USAGE = """usage: recdistill COMMAND [ARGS]
 commands:
   train [HYDRA ARGS]        run a distillation study, e.g. `recdistill train +experiment=movielens_kd`
                             (all Hydra flags work: -m, --cfg job, --help; resume with resume=RUN_DIR)
-  data fetch NAME           download and verify a dataset into the cache (NAME: ml-100k)
-  data info NAME            describe a dataset (NAME: ml-100k, synthetic)
+  data fetch NAME [KEY=VALUE...]
+                            download and verify a dataset into the cache, e.g. `recdistill data fetch ml-100k`
+  data info NAME [KEY=VALUE...]
+                            describe a dataset (KEY=VALUE: its dataset options, e.g. synthetic.n_users=50);
+                            `recdistill data --help` lists every NAME the dataset readers define
   compare PATH...           one table of every metrics.json found below the paths
 """
 
@@ -79,13 +82,13 @@ def train_command(args: list[str]) -> None:
     from omegaconf import DictConfig
 
     from recdistill.config_schema import register_schemas
+    from recdistill.run.spine import run
+    from recdistill.utils.atomic import write_json
 
     register_schemas()
 
     @hydra.main(version_base=None, config_path=str(config_dir()), config_name="config")
     def train_job(cfg: DictConfig) -> float | None:
-        from recdistill.pipeline import run
-
         run_dir = Path(HydraConfig.get().runtime.output_dir)
         sweep = HydraConfig.get().mode.name == "MULTIRUN"
         done = completed_metrics(run_dir, cfg)
@@ -101,8 +104,6 @@ def train_command(args: list[str]) -> None:
                     raise SystemExit(2) from None
                 raise
             log.exception("job failed; the sweep goes on")
-            from recdistill.utils.atomic import write_json
-
             write_json(run_dir / "error.json", {"error": type(error).__name__, "message": str(error),
                                                 "traceback": traceback.format_exc()})
             return None
@@ -122,30 +123,35 @@ def objective_value(metrics: dict, cfg: "DictConfig") -> float:
 
 
 def data_command(args: list[str]) -> None:
-    """`data fetch NAME` and `data info NAME`."""
+    """`data fetch NAME` and `data info NAME`, for every dataset the reader registry holds."""
+    from omegaconf import OmegaConf
     from rich.console import Console
     from rich.table import Table
 
-    from recdistill.data.config import DatasetConfig
-    from recdistill.data.fetch import fetch_movielens_100k
     from recdistill.data.loading import describe, load_dataset
+    from recdistill.data.readers.registry import dataset_config, get_reader, names_and_aliases, resolve_alias
 
     parser = argparse.ArgumentParser(prog="recdistill data")
     parser.add_argument("action", choices=["fetch", "info"])
-    parser.add_argument("name", choices=["ml-100k", "movielens_100k", "synthetic"])
+    parser.add_argument("name", choices=names_and_aliases(), help="a dataset (config name or alias)")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="dataset options, as dataset.KEY=VALUE in train (e.g. source=recbole)")
     parser.add_argument("--cache-dir", default="~/.cache/recdistill", help="cache folder (default %(default)s)")
-    parser.add_argument("--source", default="auto", choices=["auto", "grouplens", "recbole"])
+    parser.add_argument("--source", help="shorthand for the option source=SOURCE")
     options = parser.parse_args(args)
+    overrides = [*options.overrides, *([f"source={options.source}"] if options.source else [])]
+    malformed = [o for o in overrides if "=" not in o]
+    if malformed:
+        parser.error(f"dataset options are KEY=VALUE, got {malformed}")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    name = "synthetic" if options.name == "synthetic" else "movielens_100k"
-    cache = Path(options.cache_dir).expanduser()
+    name = resolve_alias(options.name)
+    values = {"name": name, "cache_dir": str(Path(options.cache_dir).expanduser()),
+              **OmegaConf.to_container(OmegaConf.from_dotlist(overrides))}
+    cfg = dataset_config(values)
     if options.action == "fetch":
-        if name == "synthetic":
-            raise RecdistillError("synthetic data is generated, not fetched; use `recdistill data info synthetic`")
-        directory, file_format = fetch_movielens_100k(cache, options.source)
-        Console().print(f"ml-100k ({file_format} format) verified in {directory}")
+        Console().print(get_reader(name).fetch(cfg))
         return
-    data = load_dataset(DatasetConfig(name=name, cache_dir=str(cache), source=options.source), seed=0)
+    data = load_dataset(cfg, seed=0)
     table = Table(title=f"dataset {name}")
     table.add_column("property")
     table.add_column("value", justify="right")

@@ -1,8 +1,11 @@
 """The root config schema, registered in Hydra's ConfigStore so mistakes fail at composition.
 
-Each group (dataset, split, distill, evaluator, trainer, transfer) is typed by its component's dataclass;
+Each group (distill, trainer, transfer) is typed by its component's dataclass;
 teacher and student are typed per model: every model's Config is stored as `model_schema/<name>`
-and each model YAML starts from it (`defaults: [/model_schema/<name>@_here_, _self_]`).
+and each model YAML starts from it (`defaults: [/model_schema/<name>@_here_, _self_]`); the dataset
+likewise per reader: `dataset_schema/<name>` (`defaults: [/dataset_schema/<name>@_here_, _self_]`);
+the split per kind: `split_schema/<kind>`; the evaluator per task: `evaluator_schema/<name>`.
+Stages read the split and evaluator as dataclasses: `to_split_config`, `to_evaluator_config`.
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
 
-from recdistill.data.config import DatasetConfig, SplitConfig
+from recdistill.data.readers.registry import dataset_readers
+from recdistill.data.split_config import SPLIT_SCHEMAS
 from recdistill.distill.config import DistillConfig
-from recdistill.evaluation.config import EvaluatorConfig
+from recdistill.evaluation.config import EVALUATOR_SCHEMAS
 from recdistill.models.registry import model_classes
 from recdistill.training.config import TrainerConfig
 from recdistill.transfer.config import TransferConfig
@@ -34,19 +38,25 @@ class RunConfig:
     train_student_alone: bool = True  # also train the student without distillation as the baseline
     baselines: List[str] = field(default_factory=list)  # extra reference roles: global_mean, item_mean | popularity, random
     resume: Optional[str] = None  # a run folder to continue (set by `recdistill train resume=PATH`)
-    dataset: DatasetConfig = field(default_factory=DatasetConfig)
-    split: SplitConfig = field(default_factory=SplitConfig)
+    dataset: Any = None  # typed by its reader's Config (dataset_schema/<name>)
+    split: Any = None  # typed by its kind's schema (split_schema/<kind>)
     teacher: Any = None
     student: Any = None
     distill: DistillConfig = field(default_factory=DistillConfig)
-    evaluator: EvaluatorConfig = field(default_factory=EvaluatorConfig)
+    evaluator: Any = None  # typed by its task's schema (evaluator_schema/<name>)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     transfer: TransferConfig = field(default_factory=TransferConfig)
 
 
 def register_schemas() -> None:
-    """Store the root schema and one schema per model in Hydra's ConfigStore."""
+    """Store the root schema and one schema per model, dataset reader, split kind and evaluator task."""
     store = ConfigStore.instance()
     store.store(name="run_schema", node=RunConfig)
     for name, model_class in model_classes().items():
         store.store(group="model_schema", name=name, node=model_class.Config)
+    for name, reader in dataset_readers().items():
+        store.store(group="dataset_schema", name=name, node=reader.Config)
+    for name, schema in SPLIT_SCHEMAS.items():
+        store.store(group="split_schema", name=name, node=schema)
+    for name, schema in EVALUATOR_SCHEMAS.items():
+        store.store(group="evaluator_schema", name=name, node=schema)

@@ -34,7 +34,9 @@ from rich.table import Table
 
 from recdistill.cli import config_dir
 from recdistill.config_schema import register_schemas
-from recdistill.data.config import DatasetConfig, SplitConfig, SyntheticConfig
+from recdistill.data.readers.movielens_100k import MovieLens100K
+from recdistill.data.split_config import LeaveOneOutSplit
+from recdistill.data.synthetic import SyntheticConfig
 from recdistill.data.loading import load_dataset
 from recdistill.data.ranking_data import RankingData
 from recdistill.data.splits import load_split, make_split, save_split
@@ -43,7 +45,9 @@ from recdistill.evaluation.efficiency import training_throughput
 from recdistill.evaluation.ranking_eval import full_ranking_topk
 from recdistill.models.ranking_base import RankingShape
 from recdistill.models.registry import build_model
-from recdistill.runinfo import resolve_device
+from recdistill.tasks.base import no_distillation
+from recdistill.tasks.ranking import RankingRun, RankingTask
+from recdistill.utils.runinfo import resolve_device
 
 #: (label, config group, option) of the models benchmarked by default.
 MODELS = {"sasrec_large": ("teacher", "sasrec_large"), "sasrec_small": ("student", "sasrec_small"),
@@ -94,15 +98,15 @@ class PeakMemory:
 def load_frames(args: argparse.Namespace) -> tuple[dict[str, pd.DataFrame], int, int]:
     """Leave-one-out frames of the benchmark dataset (synthetic ones cached on disk)."""
     if args.dataset == "ml100k":
-        data = load_dataset(DatasetConfig(cache_dir=str(args.cache)))
-        split = make_split(data.interactions, SplitConfig(name="leave_one_out"), seed=0)
+        data = load_dataset(MovieLens100K.Config(cache_dir=str(args.cache)))
+        split = make_split(data.interactions, LeaveOneOutSplit(), seed=0)
         return {"train": split.train, "valid": split.valid, "test": split.test}, data.n_users, data.n_items
     folder = args.cache / f"bench_synthetic_{args.users}x{args.items}x{args.per_user}"
     if not (folder / "split.json").exists():
         started = time.perf_counter()
         data = generate_synthetic(SyntheticConfig(n_users=args.users, n_items=args.items,
                                                   interactions_per_user=args.per_user), seed=0)
-        save_split(make_split(data.interactions, SplitConfig(name="leave_one_out"), seed=0), folder)
+        save_split(make_split(data.interactions, LeaveOneOutSplit(), seed=0), folder)
         print(f"generated {len(data.interactions):,} interactions in {time.perf_counter() - started:.0f} s")
     split = load_split(folder)
     return {"train": split.train, "valid": split.valid, "test": split.test}, args.users, args.items
@@ -135,14 +139,10 @@ def training_speed(model, data: RankingData, batch_size: int, steps: int, device
 
 def full_training(cfg, role: str, model, data: RankingData, frames, device: torch.device) -> dict:
     """A real early-stopped training run (the pipeline's loop and validation); epochs and timings."""
-    from recdistill.distill.objective import build_objective
-    from recdistill.pipeline import _no_distillation
-    from recdistill.ranking_pipeline import RankingRun, fit_ranking_model
-
-    run = RankingRun(data=None, split=None, split_key="bench", lists=data, shape=model.shape)
+    run = RankingRun(data=None, split=None, split_key="bench", lists=data, shape=model.shape, candidates={})
     checkpoint_dir = Path(f"/tmp/recdistill-bench-{role}-{time.time_ns()}")
-    summary = fit_ranking_model(cfg, model, build_objective(_no_distillation()), role, run, checkpoint_dir,
-                                device, seed=0)["training"]
+    summary = RankingTask(cfg, device).fit(model, no_distillation("ranking"), role, run, checkpoint_dir,
+                                           seed=0)["training"]
     history = pd.DataFrame(summary.get("history", []))
     if history.empty:
         return {}

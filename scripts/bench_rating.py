@@ -25,13 +25,14 @@ from rich.table import Table
 from recdistill.cli import config_dir
 from recdistill.config_schema import register_schemas
 from recdistill.data.batching import build_split_data, build_user_rows
-from recdistill.data.config import SplitConfig, SyntheticConfig
+from recdistill.data.split_config import ChronoRatioSplit
+from recdistill.data.synthetic import SyntheticConfig
 from recdistill.data.splits import make_split
 from recdistill.data.synthetic import generate_synthetic
 from recdistill.evaluation.efficiency import training_throughput
 from recdistill.models.base import DataShape
 from recdistill.models.registry import build_model
-from recdistill.runinfo import resolve_device
+from recdistill.utils.runinfo import resolve_device
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -82,7 +83,7 @@ def measure(args: argparse.Namespace, role: str) -> dict:
     torch.manual_seed(0)
     data = generate_synthetic(SyntheticConfig(n_users=args.users, n_items=args.items,
                                               interactions_per_user=args.per_user), seed=0)
-    split = make_split(data.interactions, SplitConfig(), seed=0)
+    split = make_split(data.interactions, ChronoRatioSplit(), seed=0)
     register_schemas()
     with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
         cfg = compose(config_name="config", overrides=["+experiment=movielens_kd"])

@@ -30,7 +30,7 @@ def test_data_info_describes_a_dataset(tmp_path):
 def test_fetching_synthetic_data_is_a_clean_error(tmp_path):
     result = cli("data", "fetch", "synthetic", cwd=tmp_path)
     assert result.returncode == 2
-    assert "generated, not fetched" in result.stderr and "Traceback" not in result.stderr
+    assert "nothing to fetch" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_compare_without_results_is_a_clean_error(tmp_path):

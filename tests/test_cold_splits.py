@@ -10,16 +10,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recdistill.data.config import DatasetConfig, SplitConfig, SyntheticConfig
+from recdistill.data.split_config import (ChronoRatioSplit, ColdItemSplit, ColdUserSplit, DomainGenreSplit,
+                                          DomainTimeSplit, LeaveOneOutSplit, RandomRatioSplit, to_split_config)
 from recdistill.data.splits import Split, load_split, make_split, save_split, split_key
-from recdistill.data.synthetic import generate_synthetic
+from recdistill.data.synthetic import SyntheticConfig, generate_synthetic
 from recdistill.data.tables import RecData
 from recdistill.errors import ConfigError, DataError
 
-COLD_USER = SplitConfig(name="cold_user", support_size=3, max_support=5, min_query=3)
-COLD_ITEM = SplitConfig(name="cold_item")
+COLD_USER = ColdUserSplit(support_size=3, max_support=5, min_query=3)
+COLD_ITEM = ColdItemSplit()
 GENRES = ["Mystery", "Drama"]
-DOMAIN = SplitConfig(name="domain", domain_by="genre", target_genres=GENRES)
+DOMAIN = DomainGenreSplit(target_genres=GENRES)
+MOVIELENS = {"name": "movielens_100k", "cache_dir": "~/.cache/recdistill", "min_user_interactions": 5}
+#: A record of the flat split schema used before per-kind schemas (every kind's fields), as old runs wrote it.
+FLAT = {"name": "chrono_ratio", "ratios": [0.8, 0.1, 0.1], "support_size": 10, "max_support": 10, "min_query": 5,
+        "valid_users": 0.1, "test_users": 0.2, "valid_items": 0.1, "test_items": 0.2, "min_item_interactions": 1,
+        "domain_by": "genre", "target_genres": [], "time_quantile": 0.8, "target_fraction": 1.0}
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +123,7 @@ def test_domain_by_genre_puts_target_genres_in_the_target(data: RecData) -> None
 
 
 def test_domain_by_time_puts_later_interactions_in_the_target(data: RecData) -> None:
-    split = make_split(data.interactions, SplitConfig(name="domain", domain_by="time", time_quantile=0.7), seed=0)
+    split = make_split(data.interactions, DomainTimeSplit(time_quantile=0.7), seed=0)
     target = pd.concat([split.train, split.valid, split.test])
     assert split.extra["source"]["timestamp"].max() < target["timestamp"].min()
     assert len(target) == pytest.approx(0.3 * len(data.interactions), rel=0.02)
@@ -165,42 +171,65 @@ def test_domain_genre_errors(data: RecData) -> None:
     (replace(COLD_ITEM, min_item_interactions=0), "min_item_interactions=0"),
     (replace(DOMAIN, target_fraction=0.0), r"target_fraction=0.0 must be in \(0, 1\]"),
     (replace(DOMAIN, target_genres=[]), "at least one known genre"),
-    (replace(DOMAIN, domain_by="year"), "domain_by='year' is not one of genre, time"),
-    (SplitConfig(name="domain", domain_by="time", time_quantile=1.0), r"time_quantile=1.0 must be in \(0, 1\)"),
+    ({**FLAT, "name": "domain", "domain_by": "year"}, "domain_by='year' is not one of genre, time"),
+    (DomainTimeSplit(time_quantile=1.0), r"time_quantile=1.0 must be in \(0, 1\)"),
+    (replace(DomainTimeSplit(), time_quantile=0.0), r"time_quantile=0.0 must be in \(0, 1\)"),
     (replace(DOMAIN, ratios=[0.5, 0.5]), "split.ratios"),
 ])
-def test_bad_cold_configs_are_rejected(data: RecData, cfg: SplitConfig, match: str) -> None:
+def test_bad_cold_configs_are_rejected(data: RecData, cfg: object, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         make_split(data.interactions, cfg, seed=0, items=data.items)
 
 
-def test_split_key_of_old_splits_is_unchanged_and_new_fields_key_only_new_splits() -> None:
-    data = DatasetConfig()
-    assert split_key(data, SplitConfig(), 0) == "1fb967850d48821c"  # computed before the cold splits existed
-    assert split_key(data, SplitConfig(name="leave_one_out"), 0) == "be6899b51e32a202"
-    assert split_key(data, SplitConfig(name="random_ratio"), 0) == "9bcf8d77564907fc"
-    assert split_key(DatasetConfig(name="synthetic"), SplitConfig(), 0) == "0fd01e25bf60f915"
-    assert split_key(data, SplitConfig(support_size=1, test_items=0.5, target_genres=["Drama"]), 0) == "1fb967850d48821c"
+def test_split_key_of_old_splits_is_unchanged_and_each_kind_keys_only_its_fields() -> None:
+    # computed by the code before per-kind schemas (the first four before the cold splits): cached splits stay valid
+    assert split_key(MOVIELENS, ChronoRatioSplit(), 0) == "1fb967850d48821c"
+    assert split_key(MOVIELENS, LeaveOneOutSplit(), 0) == "be6899b51e32a202"
+    assert split_key(MOVIELENS, RandomRatioSplit(), 0) == "9bcf8d77564907fc"
+    synthetic = {"name": "synthetic", "min_user_interactions": 5, "synthetic": {
+        "n_users": 300, "n_items": 200, "interactions_per_user": 40, "n_factors": 8, "popularity_skew": 1.0,
+        "noise": 0.5}}
+    assert split_key(synthetic, ChronoRatioSplit(), 0) == "0fd01e25bf60f915"
+    assert split_key(MOVIELENS, {**FLAT, "support_size": 1, "test_items": 0.5}, 0) == "1fb967850d48821c"
+    assert split_key(MOVIELENS, COLD_USER, 0) == "e76ab474494194a6"
+    assert split_key(MOVIELENS, DOMAIN, 0) == "16d02bdbca1403f9"
+    assert split_key(MOVIELENS, DomainTimeSplit(), 0) == "24f573763dd35100"
 
-    def key(cfg: SplitConfig, seed: int = 0) -> str:
-        return split_key(data, cfg, seed)
+    def key(cfg: object, seed: int = 0) -> str:
+        return split_key(MOVIELENS, cfg, seed)
 
     assert key(COLD_USER) != key(COLD_USER, 1) and key(COLD_USER) != key(replace(COLD_USER, support_size=2))
     for field, value in (("max_support", 6), ("min_query", 4), ("valid_users", 0.2), ("test_users", 0.3)):
         assert key(COLD_USER) != key(replace(COLD_USER, **{field: value})), field
-    assert key(COLD_USER) == key(replace(COLD_USER, ratios=[0.5, 0.25, 0.25], test_items=0.5))
     assert key(COLD_ITEM) != key(COLD_ITEM, 1) and key(COLD_ITEM) != key(replace(COLD_ITEM, test_items=0.3))
     assert key(COLD_ITEM) != key(replace(COLD_ITEM, min_item_interactions=3))
-    assert key(COLD_ITEM) == key(replace(COLD_ITEM, support_size=1, ratios=[0.5, 0.25, 0.25]))
     assert key(DOMAIN) != key(replace(DOMAIN, target_genres=["Drama"]))
-    assert key(DOMAIN) == key(replace(DOMAIN, target_genres=["Drama", "Mystery"], time_quantile=0.5))
+    assert key(DOMAIN) == key(replace(DOMAIN, target_genres=["Drama", "Mystery"]))  # a set of genres
     assert key(DOMAIN) != key(replace(DOMAIN, ratios=[0.7, 0.1, 0.2]))
     assert key(DOMAIN) == key(DOMAIN, 1)  # the full target train part is not random
     half = replace(DOMAIN, target_fraction=0.5)
     assert key(half) != key(DOMAIN) and key(half) != key(half, 1)
-    by_time = SplitConfig(name="domain", domain_by="time")
+    by_time = DomainTimeSplit()
     assert key(by_time) != key(replace(by_time, time_quantile=0.5)) and key(by_time) != key(DOMAIN)
-    assert key(by_time) == key(replace(by_time, target_genres=["Drama"]))
+
+
+@pytest.mark.parametrize("record, expected", [
+    (FLAT, ChronoRatioSplit()),
+    ({**FLAT, "name": "leave_one_out"}, LeaveOneOutSplit()),
+    ({**FLAT, "name": "cold_user", "support_size": 3}, ColdUserSplit(support_size=3)),
+    ({**FLAT, "name": "cold_item", "test_items": 0.3}, ColdItemSplit(test_items=0.3)),
+    ({**FLAT, "name": "domain", "target_genres": ["Comedy"]}, DomainGenreSplit(target_genres=["Comedy"])),
+    ({**FLAT, "name": "domain", "domain_by": "time", "time_quantile": 0.7}, DomainTimeSplit(time_quantile=0.7)),
+    ({"name": "domain", "domain_by": "time", "time_quantile": 0.7}, DomainTimeSplit(time_quantile=0.7)),
+])
+def test_records_of_the_flat_schema_keep_their_split_and_key(data: RecData, record: dict, expected: object) -> None:
+    """A run folder or cache entry written before per-kind schemas names the same split, under the same key."""
+    assert to_split_config(record) == expected
+    assert split_key(MOVIELENS, record, 0) == split_key(MOVIELENS, expected, 0)
+    old, new = (make_split(data.interactions, cfg, seed=0, items=data.items) for cfg in (record, expected))
+    assert old.sizes() == new.sizes()
+    for name in ("train", "valid", "test"):
+        pd.testing.assert_frame_equal(getattr(old, name), getattr(new, name))
 
 
 def test_save_and_load_round_trip_with_extras(tmp_path: Path, data: RecData) -> None:
@@ -220,7 +249,7 @@ def test_save_and_load_round_trip_with_extras(tmp_path: Path, data: RecData) -> 
 
 
 def test_version_1_split_without_extras_still_loads(tmp_path: Path, data: RecData) -> None:
-    split = make_split(data.interactions, SplitConfig(), seed=0)
+    split = make_split(data.interactions, ChronoRatioSplit(), seed=0)
     save_split(split, tmp_path)
     (tmp_path / "split.json").write_text(json.dumps({"version": 1, "sizes": split.sizes()}))
     assert load_split(tmp_path).extra == {} and load_split(tmp_path).sizes() == split.sizes()

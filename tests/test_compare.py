@@ -9,10 +9,11 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from recdistill.errors import RecdistillError
-from recdistill.reporting.compare import compare_main
-from recdistill.reporting.runs import aggregate, distinguishing_keys, group_keys, load_runs, with_group_columns
-from recdistill.reporting.significance import paired_tests, significance
+from recdistill.errors import ConfigError, RecdistillError
+from recdistill.reporting.compare import DEFAULT_METRICS, compare_main
+from recdistill.reporting.runs import (aggregate, distinguishing_keys, group_keys, headline_metrics, higher_is_better,
+                                       load_runs, with_group_columns)
+from recdistill.reporting.significance import is_per_user, paired_tests, significance
 
 DISTILL = {
     "none": {"name": "none", "base_weight": 1.0, "terms": {}},
@@ -253,3 +254,19 @@ def test_user_mistakes_are_clean_errors(sweep, tmp_path):
     write_failure(tmp_path / "only_failures" / "0")
     with pytest.raises(RecdistillError, match="no metrics.json.*1 failed job"):
         compare_main([str(tmp_path / "only_failures")])
+
+
+def test_directions_headlines_and_pairing_come_from_the_metric_catalogue():
+    assert [higher_is_better(c) for c in ("accuracy", "mae", "rmse", "ndcg@10", "coverage@5")] == [
+        True, False, False, True, True]
+    assert [higher_is_better(c) for c in ("params", "size_bytes", "latency_ms_median", "latency_ms_p90",
+                                          "throughput_per_s")] == [False, False, False, False, True]
+    with pytest.raises(ConfigError, match="unknown metric 'ndgc@10' \\(result column\\); valid: accuracy"):
+        higher_is_better("ndgc@10")
+    assert headline_metrics({"hr@5": 0.1, "ndcg@10": 0.2, "hr@10": 0.3, "coverage@10": 0.4}) == ["ndcg@10", "hr@10"]
+    assert headline_metrics(["params", "rmse", "mae", "accuracy"]) == ["accuracy", "mae", "rmse"]
+    assert headline_metrics(["hr@5", "ndcg@5", "recall@5", "precision@5", "mrr@5", "params"]) == [
+        "hr@5", "ndcg@5", "recall@5", "precision@5"]  # no headline cut-off: the first four columns
+    assert DEFAULT_METRICS == "accuracy, mae, rmse for rating; ndcg@10, hr@10, recall@10, mrr@10 for ranking"
+    assert [is_per_user(c) for c in ("mae", "map@20", "coverage@10", "params", "unknown")] == [
+        True, True, False, False, False]

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recdistill.data.config import DatasetConfig
 from recdistill.data.loading import describe, filter_min_user_interactions, load_dataset
 from recdistill.data.movielens import GENRES, read_atomic, read_native, split_title_year
+from recdistill.data.readers.movielens_100k import MovieLens100K
 from recdistill.errors import ConfigError, DataError
 
 # raw item id, native title, release date, genres (native names), RecBole title, year, class
@@ -91,6 +91,18 @@ def test_native_tables_hold_canonical_values(tmp_path: Path) -> None:
     assert data.users.loc[2].tolist() == [23, "M", "writer"]
 
 
+def test_raw_ids_are_kept_as_written_and_ordered_numerically(tmp_path: Path) -> None:
+    directory = write_atomic(tmp_path)
+    for name in ("ml-100k.inter", "ml-100k.item"):  # item 7 written as 007 in both files
+        path = directory / name
+        path.write_text("\n".join(line.replace("\t7\t", "\t007\t") if name.endswith("inter") else
+                                  ("007" + line[1:] if line.startswith("7\t") else line)
+                                  for line in path.read_text().splitlines()) + "\n")
+    data = read_atomic(directory)
+    assert list(data.item_ids) == ["1", "2", "3", "5", "007", "12"] and data.item_ids.dtype.kind == "U"
+    assert data.items["title"].tolist()[4] == "Good Morning"
+
+
 def test_atomic_genres_are_put_in_canonical_order(tmp_path: Path) -> None:
     directory = write_atomic(tmp_path)
     path = directory / "ml-100k.item"
@@ -164,8 +176,8 @@ def test_side_tables_are_optional(tmp_path: Path) -> None:
 
 def test_load_dataset_local_filters_sparse_users(tmp_path: Path) -> None:
     write_atomic(tmp_path / "ml")
-    cfg = DatasetConfig(source="local", local_dir=str(tmp_path / "ml"), cache_dir=str(tmp_path / "cache"),
-                        min_user_interactions=4)
+    cfg = MovieLens100K.Config(source="local", local_dir=str(tmp_path / "ml"), cache_dir=str(tmp_path / "cache"),
+                               min_user_interactions=4)
     data = load_dataset(cfg)
     assert list(data.user_ids) == ["1"]  # users 2 and 10 have 3 interactions each
     assert list(data.item_ids) == ["1", "2", "3", "7"]
@@ -181,9 +193,9 @@ def test_filter_keeps_everything_when_no_user_is_sparse(tmp_path: Path) -> None:
 
 def test_load_dataset_rejects_unknown_names(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="movielens_100k, synthetic"):
-        load_dataset(DatasetConfig(name="netflix"))
+        load_dataset({"name": "netflix"})
     with pytest.raises(ConfigError, match="auto, grouplens, recbole, local"):
-        load_dataset(DatasetConfig(source="ftp", cache_dir=str(tmp_path)))
+        load_dataset(MovieLens100K.Config(source="ftp", cache_dir=str(tmp_path)))
 
 
 def test_describe(tmp_path: Path) -> None:

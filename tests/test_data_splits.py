@@ -8,9 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recdistill.data.config import DatasetConfig, SplitConfig, SyntheticConfig
+from recdistill.data.split_config import ChronoRatioSplit, LeaveOneOutSplit, RandomRatioSplit
 from recdistill.data.splits import Split, load_split, make_split, save_split, split_key
 from recdistill.errors import ConfigError, DataError
+
+#: Dataset configs as plain records: split_key reads only the keys that determine the data.
+MOVIELENS = {"name": "movielens_100k", "cache_dir": "~/.cache/recdistill", "min_user_interactions": 5}
+SYNTHETIC = {"name": "synthetic", "cache_dir": "~/.cache/recdistill", "min_user_interactions": 5,
+             "synthetic": {"n_users": 300, "n_items": 200, "interactions_per_user": 40, "n_factors": 8,
+                           "popularity_skew": 1.0, "noise": 0.5}}
 
 
 @pytest.fixture
@@ -53,7 +59,7 @@ def _sizes_per_user(split: Split) -> pd.DataFrame:
 
 
 def test_chrono_ratio_sizes_and_order(interactions: pd.DataFrame) -> None:
-    split = make_split(interactions, SplitConfig(), seed=0)
+    split = make_split(interactions, ChronoRatioSplit(), seed=0)
     _assert_partition(split, interactions)
     _assert_no_leakage(split)
     sizes = _sizes_per_user(split)
@@ -66,13 +72,13 @@ def test_chrono_ratio_sizes_and_order(interactions: pd.DataFrame) -> None:
 
 def test_chrono_ties_follow_row_order() -> None:
     frame = pd.DataFrame({"user": [0] * 4, "item": [0, 1, 2, 3], "rating": [1.0] * 4, "timestamp": [5, 5, 5, 5]})
-    split = make_split(frame, SplitConfig(name="chrono_ratio", ratios=[0.5, 0.25, 0.25]), seed=0)
+    split = make_split(frame, ChronoRatioSplit(ratios=[0.5, 0.25, 0.25]), seed=0)
     assert split.train["row"].tolist() == [0, 1] and split.valid["row"].tolist() == [2]
     assert split.test["row"].tolist() == [3]
 
 
 def test_leave_one_out(interactions: pd.DataFrame) -> None:
-    split = make_split(interactions, SplitConfig(name="leave_one_out"), seed=0)
+    split = make_split(interactions, LeaveOneOutSplit(), seed=0)
     _assert_partition(split, interactions)
     _assert_no_leakage(split)
     sizes = _sizes_per_user(split)
@@ -81,7 +87,7 @@ def test_leave_one_out(interactions: pd.DataFrame) -> None:
 
 
 def test_random_ratio_is_seeded(interactions: pd.DataFrame) -> None:
-    cfg = SplitConfig(name="random_ratio", ratios=[0.6, 0.2, 0.2])
+    cfg = RandomRatioSplit(ratios=[0.6, 0.2, 0.2])
     split = make_split(interactions, cfg, seed=3)
     _assert_partition(split, interactions)
     assert split.sizes() == {"train": 25, "valid": 8, "test": 8}
@@ -91,31 +97,35 @@ def test_random_ratio_is_seeded(interactions: pd.DataFrame) -> None:
 
 
 def test_chronological_splits_are_deterministic(interactions: pd.DataFrame) -> None:
-    a = make_split(interactions, SplitConfig(), seed=0)
-    b = make_split(interactions, SplitConfig(), seed=99)
+    a = make_split(interactions, ChronoRatioSplit(), seed=0)
+    b = make_split(interactions, ChronoRatioSplit(), seed=99)
     for x, y in zip(_parts(a), _parts(b)):
         pd.testing.assert_frame_equal(x, y)
 
 
 def test_zero_valid_ratio_gives_empty_valid(interactions: pd.DataFrame) -> None:
-    split = make_split(interactions, SplitConfig(ratios=[0.9, 0.0, 0.1]), seed=0)
+    split = make_split(interactions, ChronoRatioSplit(ratios=[0.9, 0.0, 0.1]), seed=0)
     assert len(split.valid) == 0 and _sizes_per_user(split).loc[4, "test"] == 3
     _assert_partition(split, interactions)
 
 
 @pytest.mark.parametrize("cfg, match", [
-    (SplitConfig(name="by_week"), "chrono_ratio, leave_one_out, random_ratio"),
-    (SplitConfig(ratios=[0.8, 0.1]), "split.ratios"),
-    (SplitConfig(ratios=[0.8, 0.3, 0.1]), "sum to 1"),
-    (SplitConfig(ratios=[1.1, -0.1, 0.0]), "non-negative"),
+    ({"name": "by_week"}, "chrono_ratio, leave_one_out, random_ratio"),
+    (ChronoRatioSplit(ratios=[0.8, 0.1]), "split.ratios"),
+    (ChronoRatioSplit(ratios=[0.8, 0.3, 0.1]), "sum to 1"),
+    (RandomRatioSplit(ratios=[1.1, -0.1, 0.0]), "non-negative"),
+    ({"name": "chrono_ratio", "support_size": 3}, "split.support_size is not a key of a chrono_ratio split"),
+    ({"name": "leave_one_out", "ratios": [0.8, 0.1, 0.1]}, "split.ratios is not a key of a leave_one_out split"),
+    ({"name": "chrono_ratio", "ratios": ["a", 0.1, 0.1]}, "ratios"),
+    (ChronoRatioSplit(name="leave_one_out"), "does not match the chrono_ratio split's schema"),
 ])
-def test_bad_configs_are_rejected(interactions: pd.DataFrame, cfg: SplitConfig, match: str) -> None:
+def test_bad_configs_are_rejected(interactions: pd.DataFrame, cfg: object, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         make_split(interactions, cfg, seed=0)
 
 
 def test_save_and_load_round_trip(tmp_path: Path, interactions: pd.DataFrame) -> None:
-    split = make_split(interactions, SplitConfig(), seed=0)
+    split = make_split(interactions, ChronoRatioSplit(), seed=0)
     save_split(split, tmp_path / "split")
     loaded = load_split(tmp_path / "split")
     for x, y in zip(_parts(split), _parts(loaded)):
@@ -123,7 +133,7 @@ def test_save_and_load_round_trip(tmp_path: Path, interactions: pd.DataFrame) ->
 
 
 def test_incomplete_saved_split_is_rejected(tmp_path: Path, interactions: pd.DataFrame) -> None:
-    split = make_split(interactions, SplitConfig(), seed=0)
+    split = make_split(interactions, ChronoRatioSplit(), seed=0)
     save_split(split, tmp_path)
     (tmp_path / "split.json").unlink()
     with pytest.raises(DataError, match="no complete saved split"):
@@ -135,24 +145,29 @@ def test_incomplete_saved_split_is_rejected(tmp_path: Path, interactions: pd.Dat
 
 
 def test_split_key_depends_only_on_what_determines_the_split() -> None:
-    data, chrono = DatasetConfig(), SplitConfig()
-    key = split_key(data, chrono, seed=0)
+    chrono = ChronoRatioSplit()
+    key = split_key(MOVIELENS, chrono, seed=0)
     assert len(key) == 16 and int(key, 16) >= 0
-    assert split_key(DatasetConfig(cache_dir="/elsewhere", source="recbole"), chrono, seed=1) == key
-    assert split_key(DatasetConfig(min_user_interactions=10), chrono, seed=0) != key
-    assert split_key(data, SplitConfig(ratios=[0.7, 0.1, 0.2]), seed=0) != key
-    assert split_key(data, SplitConfig(name="leave_one_out"), 0) == split_key(
-        data, SplitConfig(name="leave_one_out", ratios=[0.5, 0.25, 0.25]), 1)
-    random = SplitConfig(name="random_ratio")
-    assert split_key(data, random, seed=0) != split_key(data, random, seed=1)
-    synthetic = DatasetConfig(name="synthetic")
-    assert split_key(synthetic, chrono, 0) != split_key(synthetic, chrono, 1)
-    bigger = DatasetConfig(name="synthetic", synthetic=SyntheticConfig(n_users=500))
-    assert split_key(bigger, chrono, 0) != split_key(synthetic, chrono, 0)
+    assert split_key({**MOVIELENS, "cache_dir": "/elsewhere", "source": "recbole"}, chrono, seed=1) == key
+    assert split_key({**MOVIELENS, "min_user_interactions": 10}, chrono, seed=0) != key
+    assert split_key(MOVIELENS, ChronoRatioSplit(ratios=[0.7, 0.1, 0.2]), seed=0) != key
+    assert split_key(MOVIELENS, LeaveOneOutSplit(), 0) == split_key(MOVIELENS, LeaveOneOutSplit(), 1)
+    random = RandomRatioSplit()
+    assert split_key(MOVIELENS, random, seed=0) != split_key(MOVIELENS, random, seed=1)
+    assert split_key(SYNTHETIC, chrono, 0) != split_key(SYNTHETIC, chrono, 1)
+    bigger = {**SYNTHETIC, "synthetic": {**SYNTHETIC["synthetic"], "n_users": 500}}
+    assert split_key(bigger, chrono, 0) != split_key(SYNTHETIC, chrono, 0)
 
 
-def test_split_key_accepts_omegaconf() -> None:
+def test_split_key_and_make_split_accept_omegaconf_and_mappings(interactions: pd.DataFrame) -> None:
     omegaconf = pytest.importorskip("omegaconf")
-    data = omegaconf.OmegaConf.structured(DatasetConfig)
-    split = omegaconf.OmegaConf.structured(SplitConfig)
-    assert split_key(data, split, 0) == split_key(DatasetConfig(), SplitConfig(), 0)
+    data = omegaconf.OmegaConf.create(MOVIELENS)
+    typed = omegaconf.OmegaConf.structured(RandomRatioSplit(ratios=[0.6, 0.2, 0.2]))
+    untyped = omegaconf.OmegaConf.create({"name": "random_ratio", "ratios": [0.6, 0.2, 0.2]})
+    reference = RandomRatioSplit(ratios=[0.6, 0.2, 0.2])
+    assert split_key(data, typed, 0) == split_key(MOVIELENS, reference, 0) == split_key(data, untyped, 0)
+    assert split_key(data, {"name": "random_ratio", "ratios": [0.6, 0.2, 0.2]}, 0) == split_key(data, typed, 0)
+    expected = make_split(interactions, reference, seed=3)
+    for cfg in (typed, untyped, {"name": "random_ratio", "ratios": [0.6, 0.2, 0.2]}):
+        for x, y in zip(_parts(expected), _parts(make_split(interactions, cfg, seed=3))):
+            pd.testing.assert_frame_equal(x, y)

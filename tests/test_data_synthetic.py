@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recdistill.data.config import DatasetConfig, SyntheticConfig
 from recdistill.data.loading import load_dataset
 from recdistill.data.movielens import KNOWN_GENRES
-from recdistill.data.synthetic import generate_synthetic
+from recdistill.data.readers.synthetic import Synthetic
+from recdistill.data.synthetic import SyntheticConfig, generate_synthetic
 from recdistill.errors import ConfigError
 
 
@@ -89,7 +89,7 @@ def test_genres_follow_the_latent_factors(data) -> None:
 
 
 def test_load_dataset_synthetic_uses_the_seed() -> None:
-    cfg = DatasetConfig(name="synthetic", synthetic=SyntheticConfig(n_users=20, n_items=15, interactions_per_user=6))
+    cfg = Synthetic.Config(synthetic=SyntheticConfig(n_users=20, n_items=15, interactions_per_user=6))
     a, b = load_dataset(cfg, seed=1), load_dataset(cfg, seed=2)
     assert (a.interactions.groupby("user").size() >= 5).all()
     assert not a.interactions.equals(b.interactions)

@@ -3,7 +3,6 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -12,7 +11,7 @@ from hydra.core.global_hydra import GlobalHydra
 
 from recdistill.cli import config_dir
 from recdistill.config_schema import register_schemas
-from recdistill.pipeline import run
+from recdistill.run.spine import run
 from tests.helpers import crash_in_second_epoch_of
 
 RUN_FILES = ("metrics.json", "metrics.csv", "history.csv", "per_user.parquet", "split.json", "run.log",
@@ -94,13 +93,13 @@ def test_bad_config_value_is_a_clean_error(tmp_path):
                  cache=tmp_path / "cache")
     assert result.returncode == 2
     output = " ".join((result.stdout + result.stderr).split())
-    assert "task 'regression' unknown; valid: ['rating', 'ranking']" in output
+    assert "task 'regression' unknown; valid: ['ranking', 'rating']" in output
     assert "Traceback" not in result.stderr
 
 
 def test_a_run_folder_refuses_a_different_config(tmp_path):
     from recdistill.errors import ConfigError
-    from recdistill.pipeline import claim_run_dir
+    from recdistill.run.record import claim_run_dir
 
     cfg = compose_synthetic(tmp_path / "run", tmp_path / "cache")
     claim_run_dir(cfg, tmp_path / "run")

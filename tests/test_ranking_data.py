@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from recdistill.data.config import SplitConfig
+from recdistill.data.split_config import LeaveOneOutSplit
 from recdistill.data.ranking_data import InteractionLists, RankingData
 from recdistill.data.splits import make_split
 
@@ -52,7 +52,7 @@ def test_leave_one_out_inputs_never_hold_a_test_item():
     rng = np.random.default_rng(0)
     frame = pd.DataFrame({"user": rng.integers(0, 30, 600), "item": rng.integers(0, 50, 600),
                           "rating": 3.0, "timestamp": rng.integers(0, 10_000, 600)})
-    split = make_split(frame, SplitConfig(name="leave_one_out"), seed=0)
+    split = make_split(frame, LeaveOneOutSplit(), seed=0)
     data = RankingData({"train": split.train, "valid": split.valid, "test": split.test}, 30, 50, 8)
     test_rows = set(split.test["row"])
     for name in ("valid", "test"):

@@ -9,7 +9,7 @@ from hydra.core.global_hydra import GlobalHydra
 
 from recdistill.cli import config_dir
 from recdistill.config_schema import register_schemas
-from recdistill.pipeline import run
+from recdistill.run.spine import run
 from tests.helpers import crash_in_second_epoch_of
 from tests.test_end_to_end import cli
 

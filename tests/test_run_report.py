@@ -6,7 +6,7 @@ import matplotlib.image
 import pytest
 
 from recdistill.errors import RecdistillError
-from recdistill.reporting.run_report import markdown_table, write_run_report
+from recdistill.reporting.run_report import curve_column, markdown_table, write_run_report
 from tests.test_compare import write_run
 
 
@@ -56,3 +56,22 @@ def test_the_report_reads_a_metrics_file_of_the_real_layout(tmp_path):
     (run_dir / "metrics.json").write_text(json.dumps(metrics))
     write_run_report(run_dir)
     assert "| student_kd | 2 | 0.75 | 3 | 1.5 | no |" in (run_dir / "report.md").read_text()
+
+
+def test_the_curves_show_the_monitored_metric_else_a_headline_one():
+    metrics = {"run": {"config": {"trainer": {"student": {"monitor": "ndcg@10"}}}},
+               "teacher": {"valid": {"hr@10": 0.2, "ndcg@10": 0.1, "coverage@10": 0.5}}}
+    columns = ["role", "epoch", "train_loss", "valid_hr@10", "valid_ndcg@10"]
+    assert curve_column(metrics, columns) == "valid_ndcg@10"
+    metrics["run"] = {}  # an old metrics.json without the config: the first headline metric with a column
+    assert curve_column(metrics, columns) == "valid_ndcg@10"
+    assert curve_column(metrics, ["role", "epoch", "train_loss", "valid_hr@10"]) == "valid_hr@10"
+    assert curve_column(metrics, ["role", "epoch", "train_loss"]) is None
+
+
+def test_a_history_without_validation_columns_draws_the_loss_alone(tmp_path):
+    run_dir = write_run(tmp_path / "run")
+    history = (run_dir / "history.csv")
+    history.write_text("role,epoch,train_loss\nteacher,1,1.0\nteacher,2,0.5\n")
+    write_run_report(run_dir)
+    assert matplotlib.image.imread(run_dir / "training_curves.png").shape[1] < 800  # one panel

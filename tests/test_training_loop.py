@@ -5,6 +5,7 @@ import torch
 from omegaconf import OmegaConf
 
 from recdistill.distill.objective import build_objective
+from recdistill.evaluation.rating_eval import rating_validator
 from recdistill.models.rating_transformer import RatingTransformer, RatingTransformerConfig
 from recdistill.training import loop
 from recdistill.training.config import LoopConfig
@@ -17,7 +18,8 @@ def fit(checkpoint_dir, config, data, shape):
     train, windows = data
     torch.manual_seed(0)
     model = RatingTransformer(RatingTransformerConfig(dim=8), shape)
-    result = loop.train(model, build_objective(NO_DISTILL), train, windows["valid"], config,
+    validate = rating_validator(windows["valid"], 4096, torch.device("cpu"))
+    result = loop.train(model, build_objective(NO_DISTILL), train, validate, config,
                         torch.device("cpu"), seed=0, checkpoint_dir=checkpoint_dir, label="test")
     return model, result
 

@@ -10,7 +10,7 @@ from hydra.core.global_hydra import GlobalHydra
 from recdistill.cli import config_dir
 from recdistill.config_schema import register_schemas
 from recdistill.errors import ConfigError
-from recdistill.pipeline import run
+from recdistill.run.spine import run
 
 
 def compose_experiment(experiment, cache, *overrides):
@@ -78,11 +78,11 @@ def test_zero_shot_writes_cold_item_vectors_only(tmp_path):
     import torch
 
     from recdistill.models.registry import build_model
-    from recdistill.ranking_pipeline import prepare_ranking_data
+    from recdistill.tasks.ranking import RankingTask
     from recdistill.transfer.cold_items import zero_shot_teacher
 
     cfg = compose_experiment("synthetic_coldstart_item", tmp_path / "cache", "transfer.content=[genres,year]")
-    run_data = prepare_ranking_data(cfg, tmp_path)
+    run_data = RankingTask(cfg, torch.device("cpu")).prepare(tmp_path)
     teacher = build_model(cfg.teacher, run_data.shape)
     before = teacher.item_factors.weight.detach().clone()
     summary = zero_shot_teacher(cfg, teacher, run_data, torch.device("cpu"))

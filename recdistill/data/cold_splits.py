@@ -10,8 +10,8 @@ cold_item: items with >= min_item_interactions interactions are shuffled (seeded
     cold validation and warm items (items under the threshold stay warm). train / valid / test =
     the interactions with warm / cold validation / cold test items; extra["cold_valid_items"] and
     extra["cold_test_items"] are one-column `item` tables, the candidate pools of evaluation.
-domain: items with any of target_genres (domain_by=genre), or interactions from the time_quantile
-    of timestamps on (domain_by=time), are the target domain; the rest is extra["source"]. The
+domain_genre / domain_time: items with any of target_genres (domain_genre), or interactions from the
+    time_quantile of timestamps on (domain_time), are the target domain; the rest is extra["source"]. The
     target is split per user by the chrono_ratio rules, then each user's train part is subsampled
     (seeded) to target_fraction, keeping at least one; valid / test are never subsampled, and the
     kept rows are nested as the fraction grows.
@@ -21,30 +21,30 @@ Group counts are round-half-up shares, at least one for a share > 0.
 from __future__ import annotations
 
 import logging
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 
-from recdistill.data.config import DOMAIN_BY, SplitConfig
 from recdistill.data.movielens import KNOWN_GENRES
-from recdistill.data.splits import Split, check_ratios, chrono_parts, time_order
+from recdistill.data.split_config import ColdItemSplit, ColdUserSplit, DomainGenreSplit, DomainTimeSplit
+from recdistill.data.split_rules import Split, check_ratios, chrono_parts, time_order
 from recdistill.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 
-def make_cold_split(frame: pd.DataFrame, cfg: SplitConfig, seed: int, items: pd.DataFrame | None = None) -> Split:
-    """Dispatch to the cold_user / cold_item / domain split; `frame` already has its `row` column."""
-    if cfg.name == "cold_user":
-        return cold_user_split(frame, cfg, seed)
-    if cfg.name == "cold_item":
-        return cold_item_split(frame, cfg, seed)
-    if cfg.name == "domain":
-        return domain_split(frame, cfg, seed, items)
-    raise ConfigError(f"split.name={cfg.name!r} is not one of cold_user, cold_item, domain")
+def make_cold_split(frame: pd.DataFrame, cfg: Any, seed: int, items: pd.DataFrame | None = None) -> Split:
+    """The cold_user / cold_item / domain split of `cfg` (a typed split config); `frame` has its `row` column."""
+    makers: dict[type, Callable[..., Split]] = {ColdUserSplit: cold_user_split, ColdItemSplit: cold_item_split,
+                                                DomainGenreSplit: domain_split, DomainTimeSplit: domain_split}
+    if type(cfg) not in makers:
+        raise ConfigError(f"split.name={getattr(cfg, 'name', None)!r} is not one of "
+                          "cold_user, cold_item, domain_genre, domain_time")
+    return makers[type(cfg)](frame, cfg, seed, items)
 
 
-def _share(cfg: SplitConfig, key: str, low_open: bool) -> float:
+def _share(cfg: ColdUserSplit | ColdItemSplit, key: str, low_open: bool) -> float:
     """A validated share in [0, 1) ((0, 1) when `low_open`)."""
     value = float(getattr(cfg, key))
     if not (0 < value < 1 if low_open else 0 <= value < 1):
@@ -82,7 +82,7 @@ def _parts(frame: pd.DataFrame, masks: list[np.ndarray]) -> list[pd.DataFrame]:
     return [frame[mask].reset_index(drop=True) for mask in masks]
 
 
-def cold_user_split(frame: pd.DataFrame, cfg: SplitConfig, seed: int) -> Split:
+def cold_user_split(frame: pd.DataFrame, cfg: ColdUserSplit, seed: int, items: Any = None) -> Split:
     """Warm users as source; cold users' first k interactions as train, their query as valid / test."""
     max_support, k, min_query = int(cfg.max_support), int(cfg.support_size), int(cfg.min_query)
     if max_support < 1 or min_query < 1:
@@ -115,7 +115,7 @@ def cold_user_split(frame: pd.DataFrame, cfg: SplitConfig, seed: int) -> Split:
     return Split(train, valid, test, extra={"source": source, "support_pool": support_pool})
 
 
-def cold_item_split(frame: pd.DataFrame, cfg: SplitConfig, seed: int) -> Split:
+def cold_item_split(frame: pd.DataFrame, cfg: ColdItemSplit, seed: int, items: Any = None) -> Split:
     """Warm items' interactions as train; cold validation / test items' interactions as valid / test."""
     minimum = int(cfg.min_item_interactions)
     if minimum < 1:
@@ -149,21 +149,20 @@ def target_genre_items(items: pd.DataFrame, genres: list[str]) -> np.ndarray:
     return np.sort(hit.index[hit.to_numpy()].to_numpy().astype(np.int64))
 
 
-def _target_mask(frame: pd.DataFrame, cfg: SplitConfig, items: pd.DataFrame | None) -> np.ndarray:
+def _target_mask(frame: pd.DataFrame, cfg: DomainGenreSplit | DomainTimeSplit, items: pd.DataFrame | None
+                 ) -> np.ndarray:
     """(N,) True for target-domain interactions."""
-    if cfg.domain_by == "genre":
+    if isinstance(cfg, DomainGenreSplit):
         if items is None or "genres" not in items.columns:
-            raise ConfigError("split.domain_by=genre needs the items table with a `genres` column "
-                              "(make_split(..., items=data.items)); use domain_by=time for data without one")
+            raise ConfigError("split=domain_genre needs the items table with a `genres` column "
+                              "(make_split(..., items=data.items)); use split=domain_time for data without one")
         return frame["item"].isin(target_genre_items(items, list(cfg.target_genres))).to_numpy()
-    if cfg.domain_by == "time":
-        q = float(cfg.time_quantile)
-        if not 0 < q < 1:
-            raise ConfigError(f"split.time_quantile={q} must be in (0, 1)")
-        timestamp = frame["timestamp"].to_numpy()
-        cut = np.quantile(timestamp, q) if len(timestamp) else 0
-        return timestamp >= cut
-    raise ConfigError(f"split.domain_by={cfg.domain_by!r} is not one of {', '.join(DOMAIN_BY)}")
+    q = float(cfg.time_quantile)
+    if not 0 < q < 1:
+        raise ConfigError(f"split.time_quantile={q} must be in (0, 1)")
+    timestamp = frame["timestamp"].to_numpy()
+    cut = np.quantile(timestamp, q) if len(timestamp) else 0
+    return timestamp >= cut
 
 
 def subsample_per_user(frame: pd.DataFrame, fraction: float, seed: int) -> np.ndarray:
@@ -181,17 +180,18 @@ def subsample_per_user(frame: pd.DataFrame, fraction: float, seed: int) -> np.nd
     return keep
 
 
-def domain_split(frame: pd.DataFrame, cfg: SplitConfig, seed: int, items: pd.DataFrame | None = None) -> Split:
+def domain_split(frame: pd.DataFrame, cfg: DomainGenreSplit | DomainTimeSplit, seed: int,
+                 items: pd.DataFrame | None = None) -> Split:
     """Source domain as an extra table; the target split per user in time, its train part subsampled."""
     fraction = float(cfg.target_fraction)
     if not 0 < fraction <= 1:
         raise ConfigError(f"split.target_fraction={fraction} must be in (0, 1]")
     ratios = check_ratios(cfg)
     target = _target_mask(frame, cfg, items)
+    setting = "target_genres" if isinstance(cfg, DomainGenreSplit) else "time_quantile"
     for name, mask in (("target", target), ("source", ~target)):
         if not mask.any():
-            raise ConfigError(f"split.domain_by={cfg.domain_by}: the {name} domain is empty; "
-                              "change split.target_genres or split.time_quantile")
+            raise ConfigError(f"split={cfg.name}: the {name} domain is empty; change split.{setting}")
     source, target_frame = _parts(frame, [~target, target])
     part = chrono_parts(target_frame, ratios)
     train = target_frame[part == 0].reset_index(drop=True)

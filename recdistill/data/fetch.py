@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from recdistill.data.config import DATASET_SOURCES
 from recdistill.errors import ConfigError, DataError, DownloadError
 from recdistill.utils.atomic import write_json
 
@@ -38,6 +37,7 @@ ZIP_MEMBER_DIR = "ml-100k/"
 WHEEL_MEMBER_DIR = "recbole/dataset_example/ml-100k/"
 MARKER = ".complete"
 TIMEOUT_S = 15.0
+SOURCES = ("auto", "grouplens", "recbole", "local")  # values of dataset.source
 
 
 @dataclass(frozen=True)
@@ -248,8 +248,8 @@ def fetch_movielens_100k(
     timeout: float = TIMEOUT_S,
 ) -> tuple[Path, str]:
     """Return (directory, format) of verified ML-100K files, downloading them if needed."""
-    if source not in DATASET_SOURCES:
-        raise ConfigError(f"dataset.source={source!r} is not one of {', '.join(DATASET_SOURCES)}")
+    if source not in SOURCES:
+        raise ConfigError(f"dataset.source={source!r} is not one of {', '.join(SOURCES)}")
     if source == "local":
         if local_dir is None:
             raise ConfigError("dataset.source=local needs dataset.local_dir")

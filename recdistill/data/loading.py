@@ -1,40 +1,32 @@
-"""Load a dataset named in the config, filter sparse users, and summarise it."""
+"""Load the dataset a config names through its reader, filter sparse users, and summarise it."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
+from omegaconf import DictConfig
 
-from recdistill.data.config import DATASET_NAMES, DatasetConfig
-from recdistill.data.fetch import fetch_movielens_100k
-from recdistill.data.movielens import read_movielens
-from recdistill.data.synthetic import generate_synthetic
+from recdistill.data.config import DatasetConfig
+from recdistill.data.readers.registry import dataset_config, get_reader
 from recdistill.data.tables import RecData
 from recdistill.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 
-def load_dataset(cfg: DatasetConfig, seed: int = 0) -> RecData:
-    """Build the RecData named by `cfg.name` (seed only matters for synthetic data)."""
-    if cfg.min_user_interactions < 0:
-        raise ConfigError(f"dataset.min_user_interactions={cfg.min_user_interactions} must be >= 0")
-    if cfg.name == "movielens_100k":
-        local_dir = Path(cfg.local_dir).expanduser() if cfg.local_dir else None
-        directory, fmt = fetch_movielens_100k(Path(cfg.cache_dir).expanduser(), cfg.source, local_dir)
-        log.info("Reading MovieLens-100K (%s format) from %s", fmt, directory)
-        data = read_movielens(directory, fmt)
-    elif cfg.name == "synthetic":
-        log.info("Generating synthetic data (seed %d)", seed)
-        data = generate_synthetic(cfg.synthetic, seed)
-    else:
-        raise ConfigError(f"dataset.name={cfg.name!r} is not one of {', '.join(DATASET_NAMES)}")
-    return filter_min_user_interactions(data, cfg.min_user_interactions)
+def load_dataset(cfg: DatasetConfig | Mapping[str, Any] | DictConfig, seed: int = 0) -> RecData:
+    """Read the dataset `cfg.name` names with its reader (seed only matters for generated data),
+    check it against the RecData contract and drop users below `min_user_interactions`."""
+    typed = dataset_config(cfg)
+    if typed.min_user_interactions < 0:
+        raise ConfigError(f"dataset.min_user_interactions={typed.min_user_interactions} must be >= 0")
+    data = get_reader(typed.name).read(typed, seed)
+    data.check()
+    return filter_min_user_interactions(data, typed.min_user_interactions)
 
 
 def filter_min_user_interactions(data: RecData, minimum: int) -> RecData:
@@ -68,18 +60,15 @@ def _reindex(data: RecData, inter: pd.DataFrame, keep_users: np.ndarray, keep_it
 
 
 def describe(data: RecData) -> dict[str, Any]:
-    """Counts, density, rating histogram and time span of a dataset (JSON-serialisable)."""
+    """Counts, density, rating histogram and time span of a dataset (JSON-serialisable); the
+    histogram and the span are None when the data has no rating or no timestamp column."""
     inter = data.interactions
     n = len(inter)
     per_user = np.bincount(inter["user"].to_numpy(), minlength=data.n_users)
     per_item = np.bincount(inter["item"].to_numpy(), minlength=data.n_items)
-    ratings = inter["rating"].value_counts().sort_index()
-    ts = inter["timestamp"].to_numpy()
-    span: dict[str, Any] = {}
-    if n:
-        first, last = (pd.Timestamp(int(t), unit="s", tz="UTC") for t in (ts.min(), ts.max()))
-        span = {"first": first.isoformat(), "last": last.isoformat(),
-                "days": round((int(ts.max()) - int(ts.min())) / 86400, 1)}
+    histogram = None
+    if data.has_rating:
+        histogram = {f"{float(k):g}": int(v) for k, v in inter["rating"].value_counts().sort_index().items()}
     return {
         "name": data.name,
         "n_users": data.n_users,
@@ -88,10 +77,19 @@ def describe(data: RecData) -> dict[str, Any]:
         "density": n / (data.n_users * data.n_items) if data.n_users and data.n_items else 0.0,
         "interactions_per_user": _spread(per_user),
         "interactions_per_item": _spread(per_item),
-        "rating_histogram": {f"{float(k):g}": int(v) for k, v in ratings.items()},
-        "time_span": span,
+        "rating_histogram": histogram,
+        "time_span": _time_span(inter["timestamp"].to_numpy()) if data.has_timestamp else None,
         "side_tables": {"items": data.items is not None, "users": data.users is not None},
     }
+
+
+def _time_span(ts: np.ndarray) -> dict[str, Any]:
+    """First and last time (ISO, UTC) and the days between; {} when there are no interactions."""
+    if not len(ts):
+        return {}
+    first, last = (pd.Timestamp(int(t), unit="s", tz="UTC") for t in (ts.min(), ts.max()))
+    days = round((int(ts.max()) - int(ts.min())) / 86400, 1)
+    return {"first": first.isoformat(), "last": last.isoformat(), "days": days}
 
 
 def _spread(counts: np.ndarray) -> dict[str, float]:

@@ -3,7 +3,8 @@
 Both readers give identical tables for the same data: titles without the trailing "(1995)",
 the year as Int64 (from the title, where a trailing "(V)" video marker is dropped; native files
 fall back to the release date's year when the title has none), genres
-'|'-joined in GENRES order with 'unknown' dropped, and raw ids sorted numerically -> 0..n-1.
+'|'-joined in GENRES order with 'unknown' dropped, and raw ids (integers, kept as the text the file
+holds) sorted numerically -> 0..n-1.
 Known RecBole quirks are undone: item 267's 'unkonwn' title/year and item 1412, whose
 "(1995)" RecBole left in the title while putting 'V' in release_year.
 """
@@ -68,6 +69,11 @@ class _Table:
     def numbers(self, column: str | int, what: str) -> np.ndarray:
         """Parse a numeric column into float64."""
         return self._parse(column, what, _FLOAT, "a number", False).to_numpy()
+
+    def ids(self, column: str | int, what: str) -> tuple[np.ndarray, np.ndarray]:
+        """Check an integer id column; return (raw ids as the file writes them, their int64 values)."""
+        values = self.ints(column, what).to_numpy(dtype="int64")
+        return self.fields[column].str.strip().to_numpy(dtype=str), values
 
 
 def _read(path: Path, sep: str, encoding: str, n_cols: int | None = None, header: bool = False) -> _Table:
@@ -135,50 +141,54 @@ def join_genres(flags: np.ndarray) -> pd.Series:
     return pd.Series(joined, dtype=object).str.rstrip("|")
 
 
-def _ids(raw: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Map raw integer ids to 0..n-1 in numeric order; return (internal ids, sorted raw ids)."""
-    values = raw.to_numpy(dtype="int64")
-    uniq = np.unique(values)
-    return np.searchsorted(uniq, values).astype("int64"), uniq
+def _ids(raw: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Map raw ids to 0..n-1 in numeric order (ties, like "5" and "05", by text); return
+    (internal ids, raw ids in internal order)."""
+    codes, uniq = pd.factorize(raw)
+    uniq = np.asarray(uniq, dtype=str)
+    uniq_values = np.empty(len(uniq), dtype="int64")
+    uniq_values[codes] = values
+    order = np.lexsort((uniq, uniq_values))
+    rank = np.empty(len(uniq), dtype="int64")
+    rank[order] = np.arange(len(uniq))
+    return rank[codes], uniq[order]
 
 
-def _align(side: _Table, raw_ids: pd.Series, uniq: np.ndarray, owner: _Table, owner_raw: pd.Series,
+def _align(side: _Table, side_raw: np.ndarray, uniq: np.ndarray, owner: _Table, owner_raw: np.ndarray,
            what: str) -> np.ndarray:
-    """Positions in `side` of each id in `uniq`, checking uniqueness and coverage."""
-    ids = raw_ids.to_numpy(dtype="int64")
-    side.fail(pd.Series(ids).duplicated().to_numpy(), f"duplicate {what} id")
-    order = np.argsort(ids, kind="stable")
-    pos = np.searchsorted(ids[order], uniq)
-    found = (pos < len(ids)) & (ids[order][np.minimum(pos, len(ids) - 1)] == uniq)
-    if not found.all():
-        missing = uniq[~found]
-        owner.fail(np.isin(owner_raw.to_numpy(dtype="int64"), missing),
-                   f"{what} id {missing[0]} is not in {side.path.name}")
-    extra = len(ids) - len(uniq)
+    """Positions in `side` of each raw id in `uniq`, checking uniqueness and coverage."""
+    side.fail(pd.Series(side_raw).duplicated().to_numpy(), f"duplicate {what} id")
+    pos = pd.Index(side_raw).get_indexer(uniq)
+    if (pos < 0).any():
+        missing = uniq[pos < 0]
+        owner.fail(pd.Series(owner_raw).isin(missing).to_numpy(), f"{what} id {missing[0]} is not in {side.path.name}")
+    extra = len(side_raw) - len(uniq)
     if extra:
         log.info("%s: %d %ss have no interactions and are left out", side.path.name, extra, what)
-    return order[pos]
+    return pos
 
 
-def _build(name: str, inter: _Table, user: pd.Series, item: pd.Series, rating: np.ndarray,
-           timestamp: np.ndarray, items: tuple[_Table, pd.Series, pd.DataFrame] | None,
-           users: tuple[_Table, pd.Series, pd.DataFrame] | None) -> RecData:
+Side = tuple[_Table, tuple[np.ndarray, np.ndarray], pd.DataFrame]  # file, (raw ids, values), rows
+
+
+def _build(name: str, inter: _Table, user: tuple[np.ndarray, np.ndarray], item: tuple[np.ndarray, np.ndarray],
+           rating: np.ndarray, timestamp: np.ndarray, items: Side | None, users: Side | None) -> RecData:
     """Validate ratings, map ids, align the side tables and assemble a RecData."""
     inter.fail((rating < 1) | (rating > 5), "rating out of range 1..5")
-    user_idx, user_raw = _ids(user)
-    item_idx, item_raw = _ids(item)
+    user_idx, user_raw = _ids(*user)
+    item_idx, item_raw = _ids(*item)
     interactions = pd.DataFrame({"user": user_idx, "item": item_idx, "rating": rating.astype("float32"),
                                  "timestamp": np.floor(timestamp).astype("int64")})
     tables: list[pd.DataFrame | None] = []
-    for side, raw, uniq, what in ((items, item, item_raw, "item"), (users, user, user_raw, "user")):
+    for side, (raw, _), uniq, what in ((items, item, item_raw, "item"), (users, user, user_raw, "user")):
         if side is None:
             tables.append(None)
             continue
-        table, ids, frame = side
-        pos = _align(table, ids, uniq, inter, raw, what)
+        table, (side_raw, _), frame = side
+        pos = _align(table, side_raw, uniq, inter, raw, what)
         tables.append(frame.iloc[pos].reset_index(drop=True).rename_axis(what))
     return RecData(name=name, interactions=interactions, items=tables[0], users=tables[1],
-                   user_ids=user_raw.astype(str), item_ids=item_raw.astype(str))
+                   user_ids=user_raw, item_ids=item_raw)
 
 
 def _item_frame(title: pd.Series, year: pd.Series, genres: pd.Series) -> pd.DataFrame:
@@ -196,7 +206,7 @@ def read_native(directory: Path) -> RecData:
     """Read GroupLens' u.data, u.item and u.user (u.item/u.user optional) from `directory`."""
     directory = Path(directory)
     inter = _read(directory / "u.data", "\t", "latin-1", n_cols=4)
-    user, item = inter.ints(0, "user id"), inter.ints(1, "item id")
+    user, item = inter.ids(0, "user id"), inter.ids(1, "item id")
     rating, timestamp = inter.numbers(2, "rating"), inter.numbers(3, "timestamp")
     items = users = None
     if (directory / "u.item").exists():
@@ -207,10 +217,10 @@ def read_native(directory: Path) -> RecData:
         date_year = pd.to_numeric(t.fields[2].str.extract(r"(\d{4})\s*$")[0]).astype("Int64")
         year = year.fillna(date_year)
         genres = join_genres(flags.iloc[:, 1:].to_numpy() == "1")
-        items = (t, t.ints(0, "item id"), _item_frame(title, year, genres))
+        items = (t, t.ids(0, "item id"), _item_frame(title, year, genres))
     if (directory / "u.user").exists():
         t = _read(directory / "u.user", "|", "latin-1", n_cols=5)
-        users = (t, t.ints(0, "user id"), _user_frame(t.ints(1, "age", nullable=True), t.fields[2], t.fields[3]))
+        users = (t, t.ids(0, "user id"), _user_frame(t.ints(1, "age", nullable=True), t.fields[2], t.fields[3]))
     return _build("movielens_100k", inter, user, item, rating, timestamp, items, users)
 
 
@@ -219,7 +229,7 @@ def read_atomic(directory: Path, prefix: str = "ml-100k") -> RecData:
     directory = Path(directory)
     inter = _read(directory / f"{prefix}.inter", "\t", "utf-8", header=True)
     _require(inter, ("user_id", "item_id", "rating", "timestamp"))
-    user, item = inter.ints("user_id", "user id"), inter.ints("item_id", "item id")
+    user, item = inter.ids("user_id", "user id"), inter.ids("item_id", "item id")
     rating, timestamp = inter.numbers("rating", "rating"), inter.numbers("timestamp", "timestamp")
     items = users = None
     if (directory / f"{prefix}.item").exists():
@@ -236,12 +246,12 @@ def read_atomic(directory: Path, prefix: str = "ml-100k") -> RecData:
         if unknown:
             t.fail(dummies[unknown[0]] == 1, f"unknown genre {unknown[0]!r} (valid: {', '.join(GENRES)})")
         genres = join_genres(dummies.reindex(columns=list(KNOWN_GENRES), fill_value=0).to_numpy())
-        items = (t, t.ints("item_id", "item id"), _item_frame(title, year, genres))
+        items = (t, t.ids("item_id", "item id"), _item_frame(title, year, genres))
     if (directory / f"{prefix}.user").exists():
         t = _read(directory / f"{prefix}.user", "\t", "utf-8", header=True)
         _require(t, ("user_id", "age", "gender", "occupation"))
         frame = _user_frame(t.ints("age", "age", nullable=True), t.fields["gender"], t.fields["occupation"])
-        users = (t, t.ints("user_id", "user id"), frame)
+        users = (t, t.ids("user_id", "user id"), frame)
     return _build("movielens_100k", inter, user, item, rating, timestamp, items, users)
 
 

@@ -11,11 +11,11 @@ first word of each title come from the latent factors, so item text carries sign
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from recdistill.data.config import SyntheticConfig
 from recdistill.data.movielens import KNOWN_GENRES, join_genres
 from recdistill.data.tables import RecData
 from recdistill.errors import ConfigError
@@ -32,6 +32,18 @@ _NOUNS = ("River", "Empire", "Garden", "Machine", "Summer", "Harbor", "Kingdom",
 _OCCUPATIONS = ("student", "engineer", "educator", "artist", "programmer", "writer", "doctor",
                 "administrator", "librarian", "technician", "other")
 _CHUNK = 1 << 22  # score at most this many (user, item) pairs at once
+
+
+@dataclass
+class SyntheticConfig:
+    """Size and shape of the seeded synthetic dataset (the `dataset.synthetic` block)."""
+
+    n_users: int = 300  # number of users
+    n_items: int = 200  # number of items
+    interactions_per_user: int = 40  # mean interactions per user (varies per user)
+    n_factors: int = 8  # dimension of the latent taste vectors
+    popularity_skew: float = 1.0  # power-law exponent of item popularity (0 = uniform)
+    noise: float = 0.5  # std of the rating noise, relative to the affinity signal
 
 
 def _check(cfg: SyntheticConfig) -> None:

@@ -1,19 +1,11 @@
-"""Top-K ranking metrics as tensor functions, defined as RecBole defines them.
+"""The ranking evaluator: every ranking metric of the catalogue (`recdistill.evaluation.metrics`)
+on users' top-K lists, defined as RecBole defines them (each metric's module gives its formula).
 
-For one user with top-K list r_0, r_1, ... (best first), hit_i = 1 when r_i is one of the user's
-ground-truth items, and n_relevant = number of distinct ground-truth items (> 0), at cut-off k:
-
-    HR@k         1 if any hit_i for i < k, else 0
-    Precision@k  (sum_{i<k} hit_i) / k
-    Recall@k     (sum_{i<k} hit_i) / n_relevant
-    NDCG@k       DCG / IDCG, DCG = sum_{i<k, hit_i} 1 / log2(i + 2),
-                 IDCG = sum_{i < min(n_relevant, k)} 1 / log2(i + 2)
-    MRR@k        1 / (rank of the first hit, 1-based) if it is within k, else 0
-    MAP@k        (1 / min(n_relevant, k)) * sum_{i<k, hit_i} Precision@(i + 1)
-    Coverage@k   distinct items over all users' top-k lists / n_items (a catalogue-level number)
-
-Lists may be padded with item -1 (fewer than K rankable items); padding is never a hit. Reported
-numbers are means over users, in float64, as plain Python floats.
+`hit_matrix` and `relevant_counts` turn top-K lists and ground truth into what per-user metrics
+read: hit_i = 1 when list entry i (0-based, best first) is one of the user's ground-truth items, and
+n_relevant = number of distinct ground-truth items (> 0). List-level metrics (coverage) read the
+lists themselves. Lists may be padded with item -1 (fewer than K rankable items); padding is never
+a hit. Reported numbers are means over users, in float64, as plain Python floats.
 """
 
 from __future__ import annotations
@@ -23,9 +15,7 @@ from typing import Sequence
 import torch
 
 from recdistill.data.ranking_data import InteractionLists
-
-#: Per-user metric names, in the order they are reported for each k.
-PER_USER_METRICS = ("hr", "ndcg", "recall", "precision", "mrr", "map")
+from recdistill.evaluation.metrics import RankingInputs, columns_for, get_metric
 
 
 def _truth_keys(users: torch.Tensor, truth: InteractionLists, n_items: int) -> torch.Tensor:
@@ -62,49 +52,30 @@ def _check_ks(ks: Sequence[int], width: int) -> None:
 
 def per_user_ranking_metrics(hits: torch.Tensor, n_relevant: torch.Tensor, ks: Sequence[int]
                              ) -> dict[str, torch.Tensor]:
-    """`{metric}@{k}` -> (U,) float64 values for each metric of `PER_USER_METRICS` and each k."""
+    """Column (`ndcg@10`) -> (U,) float64 values of every per-user ranking metric, for each k in
+    `ks` the metrics cut at K in catalogue order (then any metric not cut at K)."""
     assert hits.dim() == 2 and n_relevant.shape == hits.shape[:1], (
         f"hits must be (U, K) matching n_relevant (U,), got {tuple(hits.shape)} and {tuple(n_relevant.shape)}"
     )
     assert bool((n_relevant > 0).all()), "users without ground-truth items must be excluded before ranking metrics"
     _check_ks(ks, hits.shape[1])
-    device = hits.device
-    hit = hits.double()  # (U, K)
-    n_relevant = n_relevant.to(device)
-    rank = torch.arange(1, hits.shape[1] + 1, device=device, dtype=torch.float64)  # (K,) 1-based
-    discount = 1.0 / torch.log2(rank + 1)  # (K,) 1 / log2(i + 2) for 0-based i
-    ideal = torch.cumsum(discount, 0)  # (K,) IDCG with i + 1 relevant items
-    n_hits = torch.cumsum(hit, 1)  # (U, K) hits within the first i + 1
-    dcg = torch.cumsum(hit * discount, 1)  # (U, K)
-    average_precision = torch.cumsum(hit * n_hits / rank, 1)  # (U, K) sum of Precision@(i+1) at hits
-    any_hit = hits.any(1)  # (U,)
-    first_hit = torch.where(any_hit, hits.int().argmax(1), hits.shape[1])  # (U,) 0-based; K when none
-    metrics: dict[str, torch.Tensor] = {}
-    for k in ks:
-        found = n_hits[:, k - 1]  # (U,)
-        denominator = n_relevant.clamp(max=k)  # (U,) min(n_relevant, k)
-        metrics[f"hr@{k}"] = (found > 0).double()
-        metrics[f"ndcg@{k}"] = dcg[:, k - 1] / ideal[denominator - 1]
-        metrics[f"recall@{k}"] = found / n_relevant
-        metrics[f"precision@{k}"] = found / k
-        metrics[f"mrr@{k}"] = torch.where(first_hit < k, 1.0 / (first_hit + 1).double(), 0.0)
-        metrics[f"map@{k}"] = average_precision[:, k - 1] / denominator
-    return metrics
+    inputs = RankingInputs(hits=hits, n_relevant=n_relevant.to(hits.device))
+    return {column.name: column.metric.terms(inputs, column.k)
+            for column in columns_for("ranking", ks) if column.metric.per_user}
 
 
 def coverage(topk_items: torch.Tensor, n_items: int, k: int) -> float:
     """Distinct items in all top-`k` lists (padding -1 excluded) / n_items."""
-    items = topk_items[:, :k].reshape(-1)  # (U * k,)
-    seen = torch.zeros(n_items, dtype=torch.bool, device=items.device)
-    seen[items[items >= 0]] = True
-    return seen.sum().item() / n_items
+    return get_metric("coverage").value(RankingInputs(topk_items=topk_items, n_items=n_items), k)
 
 
 def summarize_ranking(per_user: dict[str, torch.Tensor], topk_items: torch.Tensor, n_items: int,
                       ks: Sequence[int]) -> dict[str, float]:
-    """Means over users of `per_user` metrics, plus `coverage@k` for each k."""
+    """Means over users of `per_user` metrics, then every list-level metric (coverage@k) for each k."""
     summary = {name: values.mean().item() for name, values in per_user.items()}
-    summary.update({f"coverage@{k}": coverage(topk_items, n_items, k) for k in ks})
+    lists = RankingInputs(topk_items=topk_items, n_items=n_items)
+    summary.update({column.name: column.metric.value(lists, column.k)
+                    for column in columns_for("ranking", ks) if not column.metric.per_user})
     return summary
 
 

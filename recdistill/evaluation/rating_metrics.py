@@ -1,13 +1,17 @@
-"""Rating metrics: accuracy of the predicted class, MAE and RMSE of the point estimate.
+"""The rating evaluator: every rating metric of the catalogue (`recdistill.evaluation.metrics`).
 
-Every function returns plain Python floats (computed in float64), so results go straight into
-JSON and tables. Inputs are 1-D tensors of equal length, on any device.
+Accuracy compares the predicted class (argmax of the class logits + 1) with the true rating
+rounded to an integer; MAE and RMSE use the model's point estimate. Every function returns plain
+Python floats (computed in float64), so results go straight into JSON and tables. Inputs are 1-D
+tensors of equal length N (logits (N, C)), on any device.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 import torch
+
+from recdistill.evaluation.metrics import RatingInputs, get_metric, metrics_for
 
 
 def _check_pair(pred: torch.Tensor, true: torch.Tensor) -> None:
@@ -20,62 +24,51 @@ def _check_pair(pred: torch.Tensor, true: torch.Tensor) -> None:
 def accuracy(pred_class: torch.Tensor, true_class: torch.Tensor) -> float:
     """Fraction of positions where the predicted class equals the true class."""
     _check_pair(pred_class, true_class)
-    return (pred_class == true_class).double().mean().item()
+    return get_metric("accuracy").value(RatingInputs(pred_class=pred_class, true_class=true_class))
 
 
 def mae(pred: torch.Tensor, true: torch.Tensor) -> float:
     """Mean absolute error."""
     _check_pair(pred, true)
-    return (pred.double() - true.double()).abs().mean().item()
+    return get_metric("mae").value(RatingInputs(estimate=pred, rating=true))
 
 
 def rmse(pred: torch.Tensor, true: torch.Tensor) -> float:
     """Root mean squared error."""
     _check_pair(pred, true)
-    return (pred.double() - true.double()).square().mean().sqrt().item()
+    return get_metric("rmse").value(RatingInputs(estimate=pred, rating=true))
 
 
-def _predicted_rating_class(logits: torch.Tensor, true_rating: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(argmax class + 1, true rating rounded to an integer), both long, shape (N,)."""
+def rating_inputs(logits: torch.Tensor, estimate: torch.Tensor, true_rating: torch.Tensor) -> RatingInputs:
+    """What the rating metrics read: (argmax class + 1, true rating rounded) classes, estimate, rating."""
     assert logits.dim() == 2 and logits.shape[0] == true_rating.shape[0], (
         f"logits must be (N, C) matching {tuple(true_rating.shape)} ratings, got {tuple(logits.shape)}"
     )
-    return logits.argmax(dim=-1) + 1, true_rating.round().long()
+    _check_pair(estimate, true_rating)
+    return RatingInputs(pred_class=logits.argmax(dim=-1) + 1, true_class=true_rating.round().long(),  # (N,) each
+                        estimate=estimate, rating=true_rating)
 
 
 def rating_metrics(logits: torch.Tensor, rating_estimate: torch.Tensor, true_rating: torch.Tensor) -> dict[str, float]:
-    """accuracy (argmax class + 1 == true rating), mae and rmse (of the point estimate)."""
-    pred_class, true_class = _predicted_rating_class(logits, true_rating)
-    return {
-        "accuracy": accuracy(pred_class, true_class),
-        "mae": mae(rating_estimate, true_rating),
-        "rmse": rmse(rating_estimate, true_rating),
-    }
+    """Every rating metric of the catalogue, in its order: accuracy, mae, rmse (and any added one)."""
+    inputs = rating_inputs(logits, rating_estimate, true_rating)
+    return {metric.name: metric.value(inputs) for metric in metrics_for("rating")}
 
 
 def per_user_rating_metrics(
     users: torch.Tensor, logits: torch.Tensor, estimate: torch.Tensor, true: torch.Tensor
 ) -> pd.DataFrame:
-    """One row per user (sorted by id): user, n, accuracy, mae, rmse; vectorised, no user loop."""
-    _check_pair(estimate, true)
+    """One row per user (sorted by id): user, n, then every per-user rating metric; vectorised."""
+    inputs = rating_inputs(logits, estimate, true)
     assert users.shape == true.shape, f"users {tuple(users.shape)} vs ratings {tuple(true.shape)}"
-    pred_class, true_class = _predicted_rating_class(logits, true)
     user_ids, slot = torch.unique(users, return_inverse=True)  # (U,), (N,) each row's user slot
     n_users = user_ids.shape[0]
     counts = torch.bincount(slot, minlength=n_users).double()  # (U,)
-    error = estimate.double() - true.double()  # (N,)
-    correct = (pred_class == true_class).double()  # (N,)
 
     def per_user_mean(values: torch.Tensor) -> torch.Tensor:
         total = torch.zeros(n_users, dtype=torch.float64, device=values.device)
         return total.index_add_(0, slot, values) / counts  # (U,)
 
-    return pd.DataFrame(
-        {
-            "user": user_ids.cpu().numpy(),
-            "n": counts.long().cpu().numpy(),
-            "accuracy": per_user_mean(correct).cpu().numpy(),
-            "mae": per_user_mean(error.abs()).cpu().numpy(),
-            "rmse": per_user_mean(error.square()).sqrt().cpu().numpy(),
-        }
-    )
+    columns = {metric.name: metric.finish(per_user_mean(metric.terms(inputs))).cpu().numpy()
+               for metric in metrics_for("rating") if metric.per_user}
+    return pd.DataFrame({"user": user_ids.cpu().numpy(), "n": counts.long().cpu().numpy(), **columns})

@@ -23,6 +23,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from recdistill.models.side_inputs import SideInputs
+
 
 class RatingOutput(NamedTuple):
     """What a rating model returns for a batch."""
@@ -43,10 +45,14 @@ class DataShape:
     rating_mean: float = 3.0  # mean training rating, the starting point of bias models
 
 
-class RatingModel(nn.Module, abc.ABC):
-    """Base class: `forward(batch) -> RatingOutput` and `loss(batch, output) -> named terms`."""
+class RatingModel(SideInputs, nn.Module, abc.ABC):
+    """Base class: `forward(batch) -> RatingOutput` and `loss(batch, output) -> named terms`.
+
+    `adapts_per_user`: predictions adapt to each user's readable ratings at prediction time
+    (meta-learned models; `transfer=meta` needs one)."""
 
     hidden_dim: int
+    adapts_per_user: bool = False
 
     @abc.abstractmethod
     def forward(self, batch: dict[str, torch.Tensor]) -> RatingOutput:

@@ -23,7 +23,7 @@ class BPRMFConfig:
     name: str = "bpr_mf"
     dim: int = 64  # latent factors per user and item
     reg: float = 1e-4  # L2 weight on the batch's user, positive and negative factors
-    n_negatives: int = 1  # negatives per training pair; read by the pipeline when it builds `pairs` batches
+    n_negatives: int = 1  # negatives per training pair; read by the task when it builds `pairs` batches
 
 
 def bpr_loss(user: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
@@ -64,3 +64,9 @@ class BPRMF(RankingModel):
 
     def item_vectors(self, items: torch.Tensor) -> torch.Tensor:
         return self.item_factors(items)
+
+    def pair_negatives(self) -> int:
+        return self.config.n_negatives
+
+    def item_embedding_table(self) -> tuple[nn.Embedding, int]:
+        return self.item_factors, 0

@@ -36,7 +36,7 @@ class LightGCNConfig:
     dim: int = 64  # embedding size of every user and item
     n_layers: int = 2  # propagation steps over the graph (0 = plain BPR-MF)
     reg: float = 1e-4  # L2 weight on the batch's ego (layer-0) user, positive and negative embeddings
-    n_negatives: int = 1  # negatives per training pair; read by the pipeline when it builds `pairs` batches
+    n_negatives: int = 1  # negatives per training pair; read by the task when it builds `pairs` batches
 
 
 def normalised_adjacency(train: InteractionLists, n_users: int, n_items: int,
@@ -125,3 +125,9 @@ class LightGCN(RankingModel):
 
     def item_vectors(self, items: torch.Tensor) -> torch.Tensor:
         return self._tables(refresh=False)[1][items]
+
+    def pair_negatives(self) -> int:
+        return self.config.n_negatives
+
+    def item_embedding_table(self) -> tuple[nn.Embedding, int]:
+        return self.item_embedding, 0  # the layer-0 (ego) vectors; propagation re-reads them

@@ -139,6 +139,17 @@ class MetaRatingModel(RatingModel):
         # item id + decade and the three user fields are concatenated; the genre bag is added inside
         self.network = DecisionNetwork(5 * dim, config.max_genres, dim, list(config.local_hidden), shape.n_classes)
 
+    def side_inputs(self) -> dict[str, bool]:
+        """User and item tables, both optional (missing ones read the all-zero rows)."""
+        return {"user_table": False, "item_table": False}
+
+    def set_side_input(self, kind: str, value: pd.DataFrame) -> None:
+        """`user_table` / `item_table`: see `set_user_features` / `set_item_features`."""
+        setters = {"user_table": self.set_user_features, "item_table": self.set_item_features}
+        if kind not in self.side_inputs():
+            super().set_side_input(kind, value)
+        setters[kind](value)
+
     def set_user_features(self, users: pd.DataFrame) -> None:
         """Install age group, gender and occupation from a users table (row i = user i; columns optional)."""
         assert len(users) == self.shape.n_users, f"users table has {len(users)} rows, n_users={self.shape.n_users}"

@@ -27,6 +27,8 @@ from typing import Any, ClassVar, NamedTuple
 import torch
 from torch import nn
 
+from recdistill.models.side_inputs import SideInputs
+
 #: Training batch layouts a model may ask for (`RankingModel.input_kind`).
 INPUT_KINDS = ("pairs", "sequences", "none")
 
@@ -52,7 +54,7 @@ class RankingOutput(NamedTuple):
         return self.model.score_items(self.state, items)
 
 
-class RankingModel(nn.Module, abc.ABC):
+class RankingModel(SideInputs, nn.Module, abc.ABC):
     """Base class of top-K ranking models.
 
     Subclasses set `Config` (a dataclass whose `name` default is the model's name), `input_kind`
@@ -86,6 +88,15 @@ class RankingModel(nn.Module, abc.ABC):
         if items.dim() == 1:
             return state @ vectors.T  # (B, n)
         return torch.einsum("bd,bnd->bn", state, vectors)  # (B, n)
+
+    def pair_negatives(self) -> int:
+        """Negatives per positive in the `pairs` training batches this model reads."""
+        return 1
+
+    def item_embedding_table(self) -> tuple[nn.Embedding, int] | None:
+        """(embedding, row of item 0) holding the model's item vectors, which zero-shot cold start
+        may overwrite; None for models without one."""
+        return None
 
     def fit(self, train: Any) -> None:
         """Fit from the training interactions without gradients (`input_kind == "none"` models)."""

@@ -104,6 +104,16 @@ class RatingTransformer(RatingModel):
             if embedding.padding_idx is not None:
                 embedding.weight.data[embedding.padding_idx].zero_()
 
+    def side_inputs(self) -> dict[str, bool]:
+        """Item text embeddings, required when `text_dim > 0`."""
+        return {"item_text": True} if self.config.text_dim > 0 else {}
+
+    def set_side_input(self, kind: str, value: torch.Tensor) -> None:
+        """`item_text`: see `set_text_embeddings`."""
+        if kind not in self.side_inputs():
+            super().set_side_input(kind, value)
+        self.set_text_embeddings(value)
+
     def set_text_embeddings(self, embeddings: torch.Tensor) -> None:
         """Install the frozen item text embeddings, (n_items, text_dim), row i = internal item i."""
         expected = (self.shape.n_items, self.config.text_dim)

@@ -33,3 +33,6 @@ class SequentialRanker(RankingModel):
 
     def item_vectors(self, items: torch.Tensor) -> torch.Tensor:
         return self.item_embedding(items + 1)
+
+    def item_embedding_table(self) -> tuple[nn.Embedding, int]:
+        return self.item_embedding, 1  # row 0 is the empty slot

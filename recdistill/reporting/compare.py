@@ -19,13 +19,15 @@ from rich.console import Console
 from rich.table import Table
 
 from recdistill.errors import RecdistillError
+from recdistill.evaluation.metrics import TASKS, headline_columns
+from recdistill.reporting.plots import comparison_figure, save_figure
 from recdistill.reporting.run_report import markdown_table
-from recdistill.reporting.runs import (Failure, aggregate, group_keys, headline_metrics, higher_is_better,
-                                       load_runs, with_group_columns)
+from recdistill.reporting.runs import (HEADLINE_K, Failure, aggregate, group_keys, headline_metrics,
+                                       higher_is_better, load_runs, with_group_columns)
 from recdistill.reporting.significance import is_per_user, significance
 
-#: Metrics shown when no --metric is given: the task's headline metrics (`runs.HEADLINE_METRICS`).
-DEFAULT_METRICS = "accuracy, mae, rmse for ratings; ndcg@10, hr@10, recall@10, mrr@10 for ranking"
+#: Metrics shown when no --metric is given: each task's headline metrics in the metric catalogue.
+DEFAULT_METRICS = "; ".join(f"{', '.join(headline_columns(task, HEADLINE_K))} for {task}" for task in TASKS)
 #: Efficiency columns always shown: (summary column prefix, header).
 COST_COLUMNS = [("params", "params"), ("latency_ms_median", "latency ms")]
 FORMATS = ("table", "csv", "markdown", "json")
@@ -208,8 +210,6 @@ def compare_main(args: list[str]) -> None:
     else:
         sys.stdout.write(render_json(summary, keys, metrics, options.split, options.baseline, runs.failures))
     if options.plot is not None:
-        from recdistill.reporting.plots import comparison_figure, save_figure
-
         metric = metrics[0]
         save_figure(comparison_figure(summary, keys, metric, options.split), options.plot)
         Console(stderr=True).print(f"wrote {options.plot}", markup=False, highlight=False)

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from recdistill.reporting.runs import MISSING, ROLE_ORDER, as_number
+from recdistill.reporting.runs import MISSING, ROLE_ORDER, as_number, higher_is_better
+from recdistill.utils.atomic import atomic_path
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -25,10 +26,13 @@ def _figure(n_panels: int) -> Figure:
     return Figure(figsize=(5.6 * n_panels, 4.4), layout="constrained")
 
 
+def _direction(metric: str) -> str:
+    """Axis label of a metric column with its direction from the catalogue: `mae (lower is better)`."""
+    return f"{metric} ({'higher' if higher_is_better(metric) else 'lower'} is better)"
+
+
 def save_figure(figure: Figure, path: Path) -> None:
     """Write the figure as PNG in one rename (the temporary file has no .png suffix, so say the format)."""
-    from recdistill.utils.atomic import atomic_path  # imports torch: only pay for it when writing a figure
-
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=120)
 
@@ -110,7 +114,7 @@ def _frontier(axes: Axes, summary: pd.DataFrame, keys: list[str], metric: str, c
         axes.xaxis.set_minor_formatter(NullFormatter())
     axes.margins(x=0.25, y=0.12)
     axes.set_xlabel(title)
-    axes.set_ylabel(metric)
+    axes.set_ylabel(_direction(metric))
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
 
@@ -140,7 +144,7 @@ def _sweep(axes: Axes, summary: pd.DataFrame, keys: list[str], key: str, metric:
             for _, row in part[part[key] == MISSING].iterrows():
                 axes.axhline(row[f"{metric}_mean"], linestyle="--", color="grey", label=f"{name} (no {key})")
     axes.set_xlabel(key)
-    axes.set_ylabel(metric)
+    axes.set_ylabel(_direction(metric))
     axes.set_title(f"{metric} against {key}", fontsize=8)
     axes.grid(alpha=0.3)
     axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
@@ -159,13 +163,14 @@ def comparison_figure(summary: pd.DataFrame, keys: list[str], metric: str, split
     return figure
 
 
-def training_curves_figure(history: pd.DataFrame, monitor: str = "valid_mae") -> Figure:
-    """Train loss and a validation metric per epoch, one line per role."""
+def training_curves_figure(history: pd.DataFrame, monitor: str | None = None) -> Figure:
+    """Train loss per epoch and, when given, a validation column (`valid_ndcg@10`), one line per role."""
     from matplotlib.ticker import MaxNLocator
 
-    figure = _figure(2)
-    panels = figure.subplots(1, 2)
-    for axes, column in zip(panels, ("train_loss", monitor)):
+    columns = ["train_loss"] + ([monitor] if monitor else [])
+    figure = _figure(len(columns))
+    panels = figure.subplots(1, len(columns), squeeze=False)[0]
+    for axes, column in zip(panels, columns):
         for role in [r for r in ROLE_ORDER if r in set(history["role"])]:
             part = history[history["role"] == role].sort_values("epoch")
             if column in part and part[column].notna().any():

@@ -10,7 +10,9 @@ from typing import Any
 import pandas as pd
 
 from recdistill.errors import RecdistillError
+from recdistill.reporting.plots import save_figure, training_curves_figure
 from recdistill.reporting.runs import ROLE_ORDER, flatten, headline_metrics, label
+from recdistill.utils.atomic import write_text
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,16 @@ def _timings_section(info: dict[str, Any]) -> str:
     return markdown_table(["stage", "seconds"], rows)
 
 
+def curve_column(metrics: dict[str, Any], history_columns: list[str]) -> str | None:
+    """The validation column of history.csv to plot: the student's `trainer.student.monitor` from
+    the run's config, else the first headline metric with a column; None when there is none."""
+    config = metrics["run"].get("config") or {}
+    monitor = ((config.get("trainer") or {}).get("student") or {}).get("monitor")
+    role = next((r for r in ROLE_ORDER if r in metrics), None)
+    candidates = ([monitor] if monitor else []) + (headline_metrics(metrics[role]["valid"]) if role else [])
+    return next((f"valid_{name}" for name in candidates if f"valid_{name}" in history_columns), None)
+
+
 def report_markdown(metrics: dict[str, Any], curves: bool) -> str:
     """The text of report.md for one run's metrics.json content."""
     info = metrics["run"]
@@ -88,8 +100,6 @@ def report_markdown(metrics: dict[str, Any], curves: bool) -> str:
 
 def write_run_report(run_dir: Path) -> None:
     """Write report.md (protocol, metrics, loss, timings) and training_curves.png into `run_dir`."""
-    from recdistill.utils.atomic import write_text  # imports torch; `compare` uses this module without it
-
     run_dir = Path(run_dir)
     metrics_file = run_dir / "metrics.json"
     if not metrics_file.exists():
@@ -103,10 +113,7 @@ def write_run_report(run_dir: Path) -> None:
         except pd.errors.EmptyDataError:
             history = pd.DataFrame()
         if {"role", "epoch", "train_loss"} <= set(history.columns) and not history.empty:
-            from recdistill.reporting.plots import save_figure, training_curves_figure
-
-            monitor = f"valid_{metrics['run'].get('config', {}).get('trainer', {}).get('student', {}).get('monitor', 'mae')}"
-            save_figure(training_curves_figure(history, monitor if monitor in history.columns else "valid_mae"),
+            save_figure(training_curves_figure(history, curve_column(metrics, list(history.columns))),
                         run_dir / CURVES)
             curves = True
     if not curves:

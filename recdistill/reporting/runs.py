@@ -15,6 +15,8 @@ from typing import Any
 import pandas as pd
 
 from recdistill.errors import RecdistillError
+from recdistill.evaluation.metrics import headline_columns, is_metric_column, metric_of
+from recdistill.evaluation.metrics import higher_is_better as metric_higher_is_better
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +30,12 @@ IGNORED_KEYS = frozenset({"seed", "teacher_seed", "experiment_name", "resume", "
 IGNORED_SUFFIXES = ("dir", "path")
 #: Label of a key that a run's config does not have (e.g. `distill.terms.kl.weight` under `distill=none`).
 MISSING = "—"
-#: Efficiency figures copied into each row next to the split's metrics.
-EFFICIENCY = ("params", "size_bytes", "latency_ms_median", "latency_ms_p90", "throughput_per_s")
-#: The metrics tables show first, per task.
-HEADLINE_METRICS = {"rating": ["accuracy", "mae", "rmse"], "ranking": ["ndcg@10", "hr@10", "recall@10", "mrr@10"]}
-#: Metrics where a lower value is better; every other metric is better higher.
-LOWER_IS_BETTER = frozenset({"mae", "rmse", "params", "size_bytes", "latency_ms_median", "latency_ms_p90"})
+#: Efficiency figures copied into each row next to the split's metrics -> whether higher is better.
+#: (Metrics, and their directions, come from the metric catalogue.)
+EFFICIENCY = {"params": False, "size_bytes": False, "latency_ms_median": False, "latency_ms_p90": False,
+              "throughput_per_s": True}
+#: The cut-off at which tables show the headline metrics of a task cut at K (`ndcg@10`).
+HEADLINE_K = 10
 
 
 @dataclass
@@ -59,16 +61,25 @@ class RunSet:
         return [c for c in self.rows.columns if c not in ("run", "seed", "role", "model")]
 
 
+def task_of(columns: list[str] | dict[str, Any]) -> str | None:
+    """The task of the first catalogue metric among `columns`, or None when there is none."""
+    return next((metric_of(c).task for c in columns if is_metric_column(c)), None)
+
+
 def headline_metrics(available: list[str] | dict[str, Any]) -> list[str]:
-    """The headline metrics of the task whose metric names `available` holds (rating or ranking)."""
-    task = "rating" if "accuracy" in available or "mae" in available else "ranking"
-    headline = [m for m in HEADLINE_METRICS[task] if m in available]
+    """The catalogue's headline metrics (at HEADLINE_K) of the task whose metric columns `available`
+    holds; the first four non-efficiency columns when none of them is there."""
+    task = task_of(available)
+    headline = [m for m in headline_columns(task, HEADLINE_K) if m in available] if task else []
     return headline or [m for m in available if m not in EFFICIENCY][:4]
 
 
-def higher_is_better(metric: str) -> bool:
-    """Whether a larger value of `metric` is better."""
-    return metric not in LOWER_IS_BETTER and not metric.startswith("latency")
+def higher_is_better(column: str) -> bool:
+    """Whether a larger value of a result column is better: efficiency figures from EFFICIENCY,
+    metrics from the catalogue (ConfigError listing the valid forms for anything else)."""
+    if column in EFFICIENCY:
+        return EFFICIENCY[column]
+    return metric_higher_is_better(column, source="result column")
 
 
 def ignored(key: str) -> bool:

@@ -18,21 +18,20 @@ import pandas as pd
 from scipy import stats
 
 from recdistill.errors import RecdistillError
+from recdistill.evaluation.metrics import is_metric_column
+from recdistill.evaluation.metrics import is_per_user as metric_is_per_user
 from recdistill.reporting.runs import MISSING, as_number, label
 
 log = logging.getLogger(__name__)
 
-#: Per-user metrics that can be tested (the columns of per_user.parquet): rating metrics, and ranking
-#: metrics at any K (`ndcg@10`); coverage is a property of all users' lists together, not per user.
-PER_USER_METRICS = ("accuracy", "mae", "rmse")
-PER_USER_RANKING = ("hr", "ndcg", "recall", "precision", "mrr", "map")
-
-
-def is_per_user(metric: str) -> bool:
-    """Whether `metric` exists per user, so runs can be paired on it."""
-    return metric in PER_USER_METRICS or metric.partition("@")[0] in PER_USER_RANKING
 #: The baseline column's text in default mode.
 STUDENT_ALONE = "student (same runs)"
+
+
+def is_per_user(column: str) -> bool:
+    """Whether a result column is a catalogue metric with per-user values (a column of
+    per_user.parquet), so runs can be paired on it; coverage and efficiency figures are not."""
+    return is_metric_column(column) and metric_is_per_user(column)
 
 
 def paired_tests(candidate: np.ndarray, baseline: np.ndarray) -> dict[str, float]:

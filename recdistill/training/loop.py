@@ -12,52 +12,35 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator, Protocol
 
 import pandas as pd
 import torch
 from torch import nn
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from recdistill.data.batching import RatingWindows, TrainingSequences
 from recdistill.distill.objective import DistillationObjective
 from recdistill.errors import ConfigError
-from recdistill.evaluation.predict import predict
-from recdistill.evaluation.rating_metrics import rating_metrics
-from recdistill.models.base import RatingModel
+from recdistill.evaluation.metrics import higher_is_better
 from recdistill.training.config import LoopConfig
 from recdistill.utils.atomic import torch_save
 
 log = logging.getLogger(__name__)
 
-#: Whether a larger value of each monitorable validation metric is better.
-HIGHER_IS_BETTER = {"mae": False, "rmse": False, "accuracy": True}
-#: Ranking metrics, monitorable at any K as `<name>@<K>` (e.g. ndcg@10); larger is better.
-RANKING_METRICS = ("hr", "ndcg", "recall", "precision", "mrr", "map")
 
+class TrainingBatches(Protocol):
+    """What the loop trains on: the batches of one epoch, and how many targets an epoch holds."""
 
-def higher_is_better(monitor: str) -> bool:
-    """Direction of a monitorable metric; ConfigError listing the valid names otherwise."""
-    if monitor in HIGHER_IS_BETTER:
-        return HIGHER_IS_BETTER[monitor]
-    name, _, k = monitor.partition("@")
-    if name in RANKING_METRICS and k.isdigit():
-        return True
-    raise ConfigError(f"trainer monitor {monitor!r} unknown; valid: {sorted(HIGHER_IS_BETTER)} for ratings, "
-                      f"or <metric>@<K> for ranking with metric in {list(RANKING_METRICS)}")
+    def __len__(self) -> int: ...
 
-
-def _rating_validation(valid_data: RatingWindows, eval_batch_size: int, device: torch.device
-                       ) -> Callable[[RatingModel], dict[str, float]]:
-    def validate(model: RatingModel) -> dict[str, float]:
-        output = predict(model, valid_data, eval_batch_size, device)
-        return rating_metrics(output.logits, output.rating, valid_data.targets["rating"])
-    return validate
+    def batches(self, batch_size: int, device: torch.device, generator: torch.Generator, epoch: int
+                ) -> Iterator[dict[str, torch.Tensor]]: ...
 
 
 def _batch_targets(batch: dict[str, torch.Tensor]) -> int:
-    """Targets in a batch: ranking batches say so, rating batches have one label per target."""
-    return int(batch["n_targets"]) if "n_targets" in batch else len(batch["label"])
+    """Targets in a batch: batches whose rows hold several targets say so (`n_targets`); otherwise
+    one target per entry of `user`."""
+    return int(batch["n_targets"]) if "n_targets" in batch else len(batch["user"])
 
 
 @dataclass
@@ -85,46 +68,30 @@ def _improved(value: float, best: float | None, higher_is_better: bool) -> bool:
 def train(
     model: nn.Module,
     objective: DistillationObjective,
-    train_data: TrainingSequences | RatingWindows,
-    valid_data: RatingWindows | Callable[[nn.Module], dict[str, float]],
+    train_data: TrainingBatches,
+    validate: Callable[[nn.Module], dict[str, float]],
     config: LoopConfig,
     device: torch.device,
     seed: int,
     checkpoint_dir: Path,
     label: str,
-    eval_batch_size: int = 4096,
     param_groups: list[dict] | None = None,
 ) -> TrainResult:
     """Train `model` on `objective`, early-stopping on `config.monitor`; resumes from `checkpoint_dir`.
 
-    `valid_data` is a rating split, or any function returning validation metrics for the model.
+    `train_data` yields the task's training batches; `validate(model)` returns the validation
+    metrics (the task's validator), among them `config.monitor`.
     `param_groups` (AdamW groups over the model's trainable parameters, e.g. a lower learning rate
     for transferred weights) default to one group of every trainable parameter at `config.lr`."""
-    larger_is_better = higher_is_better(config.monitor)
+    larger_is_better = higher_is_better(config.monitor, source="trainer.monitor")
     # Denormal floats (e.g. gradients through a Gumbel-softmax at low temperature, and their squares
     # in Adam's state) make CPU arithmetic many times slower; values that small are zero to training.
     torch.set_flush_denormal(True)
-    validate = valid_data if callable(valid_data) else _rating_validation(valid_data, eval_batch_size, device)
     model.to(device)
     objective.to(device)
-    objective_parameters = [p for p in objective.parameters() if p.requires_grad]
-    if param_groups is None:
-        param_groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
-    groups = [*param_groups, {"params": objective_parameters}] if objective_parameters else list(param_groups)
-    parameters = [p for group in groups for p in group["params"]]
-    optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+    optimizer, parameters = _optimizer(model, objective, param_groups, config)
     last_path = checkpoint_dir / "last.pt"
-
-    state = {"epoch": 0, "best_epoch": 0, "best_value": None, "best_valid": {}, "bad_epochs": 0,
-             "history": [], "seconds": 0.0, "best_state": None}
-    if last_path.exists():
-        saved = torch.load(last_path, map_location="cpu", weights_only=False)
-        model.load_state_dict(saved["model"])
-        objective.load_state_dict(saved["objective"])
-        optimizer.load_state_dict(saved["optimizer"])
-        torch.set_rng_state(saved["rng"])
-        state = saved["loop"]
-        log.info("%s: resuming from %s after epoch %d", label, last_path, state["epoch"])
+    state = _resume(last_path, model, objective, optimizer, label)
 
     finished = state["bad_epochs"] >= config.patience or state["epoch"] >= config.epochs
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -135,41 +102,20 @@ def train(
         while not finished:
             epoch = state["epoch"] + 1
             started = time.perf_counter()
-            model.train()
-            objective.on_epoch_start(epoch)
-            generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
-            sums: dict[str, float] = {}
-            for batch in train_data.batches(config.batch_size, device, generator, epoch):
-                output = model(batch)
-                terms = objective(model.loss(batch, output), output, batch)
-                optimizer.zero_grad(set_to_none=True)
-                terms["loss"].backward()
-                if config.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(parameters, config.grad_clip)
-                optimizer.step()
-                size = _batch_targets(batch)
-                for name, value in terms.items():
-                    sums[name] = sums.get(name, 0.0) + float(value.detach()) * size
-                progress.advance(task, size)
+            sums = _train_epoch(model, objective, optimizer, parameters, train_data, config, device,
+                                torch.Generator().manual_seed(seed * 100_003 + epoch), epoch,
+                                lambda size: progress.advance(task, size))
             valid = validate(model)
             if config.monitor not in valid:
                 raise ConfigError(f"trainer monitor {config.monitor!r} is not among the validation metrics "
                                   f"{sorted(valid)}")
-            seconds = time.perf_counter() - started
             row = {"epoch": epoch, **{f"train_{k}": v / len(train_data) for k, v in sums.items()},
-                   **{f"valid_{k}": v for k, v in valid.items()}, "seconds": seconds}
-            state["history"].append(row)
-            state["seconds"] += seconds
-            state["epoch"] = epoch
-            value = valid[config.monitor]
-            if _improved(value, state["best_value"], larger_is_better):
-                state.update(best_value=value, best_epoch=epoch, best_valid=valid, bad_epochs=0,
-                             best_state=copy.deepcopy({k: v.cpu() for k, v in model.state_dict().items()}))
-            else:
-                state["bad_epochs"] += 1
+                   **{f"valid_{k}": v for k, v in valid.items()}, "seconds": time.perf_counter() - started}
+            _record_epoch(state, row, valid, model, config.monitor, larger_is_better)
             log.info("%s epoch %d: loss %.4f, valid %s %.4f (best %.4f at %d), %.1fs", label, epoch,
-                     row["train_loss"], config.monitor, value, state["best_value"], state["best_epoch"], seconds)
-            progress.update(task, status=f"valid {config.monitor} {value:.4f}")
+                     row["train_loss"], config.monitor, valid[config.monitor], state["best_value"],
+                     state["best_epoch"], row["seconds"])
+            progress.update(task, status=f"valid {config.monitor} {valid[config.monitor]:.4f}")
             finished = state["bad_epochs"] >= config.patience or epoch >= config.epochs
             torch_save(last_path, {"model": model.state_dict(), "objective": objective.state_dict(),
                                    "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(),
@@ -177,3 +123,66 @@ def train(
     return TrainResult(best_state=state["best_state"], best_epoch=state["best_epoch"],
                        best_valid=state["best_valid"], history=pd.DataFrame(state["history"]),
                        seconds=state["seconds"])
+
+
+def _train_epoch(model: nn.Module, objective: DistillationObjective, optimizer: torch.optim.Optimizer,
+                 parameters: list[nn.Parameter], train_data: TrainingBatches, config: LoopConfig,
+                 device: torch.device, generator: torch.Generator, epoch: int,
+                 advance: Callable[[int], None]) -> dict[str, float]:
+    """One pass over the training batches; returns each loss term summed over targets."""
+    model.train()
+    objective.on_epoch_start(epoch)
+    sums: dict[str, float] = {}
+    for batch in train_data.batches(config.batch_size, device, generator, epoch):
+        output = model(batch)
+        terms = objective(model.loss(batch, output), output, batch)
+        optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        if config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(parameters, config.grad_clip)
+        optimizer.step()
+        size = _batch_targets(batch)
+        for name, value in terms.items():
+            sums[name] = sums.get(name, 0.0) + float(value.detach()) * size
+        advance(size)
+    return sums
+
+
+def _record_epoch(state: dict, row: dict, valid: dict[str, float], model: nn.Module, monitor: str,
+                  larger_is_better: bool) -> None:
+    """Append the epoch's history row and keep the best weights so far (by `monitor`)."""
+    state["history"].append(row)
+    state["seconds"] += row["seconds"]
+    state["epoch"] = row["epoch"]
+    if _improved(valid[monitor], state["best_value"], larger_is_better):
+        state.update(best_value=valid[monitor], best_epoch=row["epoch"], best_valid=valid, bad_epochs=0,
+                     best_state=copy.deepcopy({k: v.cpu() for k, v in model.state_dict().items()}))
+    else:
+        state["bad_epochs"] += 1
+
+
+def _optimizer(model: nn.Module, objective: DistillationObjective, param_groups: list[dict] | None,
+               config: LoopConfig) -> tuple[torch.optim.Optimizer, list[nn.Parameter]]:
+    """AdamW over the model's groups (default: every trainable parameter) and the objective's
+    learnable parts; also the flat parameter list that gradient clipping reads."""
+    objective_parameters = [p for p in objective.parameters() if p.requires_grad]
+    if param_groups is None:
+        param_groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
+    groups = [*param_groups, {"params": objective_parameters}] if objective_parameters else list(param_groups)
+    parameters = [p for group in groups for p in group["params"]]
+    return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay), parameters
+
+
+def _resume(last_path: Path, model: nn.Module, objective: DistillationObjective, optimizer: torch.optim.Optimizer,
+            label: str) -> dict:
+    """The loop state saved at `last_path` (weights, optimiser and RNG restored), or a fresh one."""
+    if not last_path.exists():
+        return {"epoch": 0, "best_epoch": 0, "best_value": None, "best_valid": {}, "bad_epochs": 0,
+                "history": [], "seconds": 0.0, "best_state": None}
+    saved = torch.load(last_path, map_location="cpu", weights_only=False)
+    model.load_state_dict(saved["model"])
+    objective.load_state_dict(saved["objective"])
+    optimizer.load_state_dict(saved["optimizer"])
+    torch.set_rng_state(saved["rng"])
+    log.info("%s: resuming from %s after epoch %d", label, last_path, saved["loop"]["epoch"])
+    return saved["loop"]

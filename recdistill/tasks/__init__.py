@@ -1,0 +1,1 @@
+"""Tasks: one module per task (rating, ranking); the run knows tasks only through `base.Task`."""

@@ -1,0 +1,152 @@
+"""`recdistill compare` still reads run folders written by earlier code.
+
+tests/fixtures/runs_before_spine/ is a real multirun written before the run code was reorganised:
+
+    recdistill train -m +experiment=synthetic_kd distill=hybrid,kl seed=0,1 hydra.sweep.dir=...
+
+(commit a2095fd, jobs 0-3 = hybrid seed 0, hybrid seed 1, kl seed 0, kl seed 1), keeping only what compare reads:
+metrics.json, per_user.parquet, history.csv, metrics.csv, .hydra/ and multirun.yaml. The expected numbers
+are read from those files here, so the test pins how compare reads them, not the numbers themselves.
+"""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+CHECKOUT = Path(__file__).resolve().parent.parent
+FIXTURE = CHECKOUT / "tests" / "fixtures" / "runs_before_spine"
+JOBS = {"0": ("hybrid", 0), "1": ("hybrid", 1), "2": ("kl", 0), "3": ("kl", 1)}  # job -> (distill, seed)
+ROLES = ("teacher", "student", "student_kd")
+METRICS = ("accuracy", "mae", "rmse")
+
+
+def compare(*args, cwd):
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(cwd), "RECDISTILL_CACHE_DIR": str(cwd / "cache"),
+           "PYTHONPATH": str(CHECKOUT)}  # this checkout's recdistill, whatever the installed one
+    result = subprocess.run([sys.executable, "-m", "recdistill.cli", "compare", *args], cwd=cwd, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    return result.stdout
+
+
+@pytest.fixture
+def runs(tmp_path):
+    """A copy of the fixture (nothing can change the checked-in files) and its metrics per job."""
+    root = tmp_path / "runs_before_spine"
+    shutil.copytree(FIXTURE, root)
+    metrics = {job: json.loads((root / job / "metrics.json").read_text()) for job in JOBS}
+    for job, (distill, seed) in JOBS.items():  # the fixture is what this test says it is
+        assert metrics[job]["run"]["distill"] == distill and metrics[job]["run"]["seed"] == seed
+    return root, metrics
+
+
+def values(metrics, distill, role, metric, split="test"):
+    return np.array([metrics[job][role][split][metric] for job, (d, _) in JOBS.items() if d == distill])
+
+
+def per_user(root, job, role, metric):
+    table = pd.read_parquet(root / job / "per_user.parquet")
+    return table.loc[table["role"] == role, ["user", metric]]
+
+
+def student_pairs(root, distill, metric):
+    """student_kd against the student of the same run, per user, both seeds."""
+    parts = [per_user(root, job, "student_kd", metric).merge(per_user(root, job, "student", metric), on="user",
+                                                               suffixes=("", "_baseline"))
+             for job, (d, _) in JOBS.items() if d == distill]
+    joined = pd.concat(parts, ignore_index=True)
+    return joined[metric].to_numpy(float), joined[f"{metric}_baseline"].to_numpy(float)
+
+
+def check_tests(group, metric, candidate, baseline):
+    assert group[f"{metric}_pairs"] == len(candidate) > 100
+    assert group[f"{metric}_diff"] == pytest.approx((candidate - baseline).mean(), abs=1e-12)
+    assert group[f"{metric}_p_ttest"] == pytest.approx(stats.ttest_rel(candidate, baseline).pvalue, rel=1e-9)
+    assert group[f"{metric}_p_wilcoxon"] == pytest.approx(
+        stats.wilcoxon(candidate, baseline, zero_method="wilcox").pvalue, rel=1e-9)
+
+
+def test_json_holds_the_old_runs_numbers_and_paired_tests(runs, tmp_path):
+    root, metrics = runs
+    document = json.loads(compare(str(root), "--format", "json", cwd=tmp_path))
+    assert document["group_keys"] == ["distill.name"] and document["metrics"] == list(METRICS)
+    assert document["split"] == "test" and document["baseline"] == "student (same runs)"
+    assert document["failed"] == []
+    assert [(g["distill.name"], g["role"]) for g in document["groups"]] == [
+        (d, r) for d in ("hybrid", "kl") for r in ROLES]
+    for group in document["groups"]:
+        distill, role = group["distill.name"], group["role"]
+        jobs = [job for job, (d, _) in JOBS.items() if d == distill]
+        assert group["n"] == 2 and group["seeds"] == [0, 1]
+        assert [Path(run).name for run in group["runs"]] == jobs
+        for metric in METRICS:
+            numbers = values(metrics, distill, role, metric)
+            assert group[f"{metric}_mean"] == pytest.approx(numbers.mean(), abs=1e-12)
+            assert group[f"{metric}_std"] == pytest.approx(numbers.std(ddof=1), abs=1e-12)
+        assert group["params_mean"] == metrics[jobs[0]][role]["efficiency"]["params"]
+        if role == "student_kd":
+            assert group["baseline"] == "student (same runs)"
+            for metric in METRICS:
+                check_tests(group, metric, *student_pairs(root, distill, metric))
+        else:
+            assert group["baseline"] == "" and all(group[f"{m}_pairs"] is None for m in METRICS)
+    # the teacher and the student alone do not depend on the strategy: the same in both groups
+    teachers = [g for g in document["groups"] if g["role"] == "teacher"]
+    assert teachers[0]["mae_mean"] == teachers[1]["mae_mean"]
+
+
+def test_a_baseline_group_is_paired_on_seed_and_user(runs, tmp_path):
+    root, metrics = runs
+    document = json.loads(compare(str(root), "--format", "json", "--baseline", "distill.name=hybrid",
+                                  "--split", "valid", cwd=tmp_path))
+    groups = {(g["distill.name"], g["role"]): g for g in document["groups"]}
+    for role in ROLES:  # valid-split means, test-split paired tests
+        for metric in METRICS:
+            assert groups[("kl", role)][f"{metric}_mean"] == pytest.approx(
+                values(metrics, "kl", role, metric, "valid").mean(), abs=1e-12)
+        assert groups[("hybrid", role)]["baseline"] == "(baseline)"
+        assert groups[("kl", role)]["baseline"] == "distill.name=hybrid"
+    kd = groups[("kl", "student_kd")]
+    for metric in METRICS:
+        sides = []
+        for distill in ("kl", "hybrid"):
+            parts = []
+            for job, (d, seed) in JOBS.items():
+                if d == distill:
+                    parts.append(per_user(root, job, "student_kd", metric).assign(seed=seed))
+            sides.append(pd.concat(parts, ignore_index=True))
+        joined = sides[0].merge(sides[1], on=["seed", "user"], suffixes=("", "_baseline"))
+        check_tests(kd, metric, joined[metric].to_numpy(float), joined[f"{metric}_baseline"].to_numpy(float))
+    teacher = groups[("kl", "teacher")]  # the same teacher in both groups: nothing to tell apart
+    assert teacher["mae_diff"] == 0.0 and teacher["mae_p_ttest"] == 1.0 and teacher["mae_p_wilcoxon"] == 1.0
+
+
+def test_markdown_table_shows_the_old_runs(runs, tmp_path):
+    root, metrics = runs
+    lines = compare(str(root), "--format", "markdown", cwd=tmp_path).splitlines()
+    assert lines[0].startswith("| distill.name | role | accuracy | mae | rmse | params | latency ms | n | baseline "
+                               "| Δ accuracy | p t-test accuracy | p Wilcoxon accuracy |")
+    assert len(lines) == 2 + 6
+    for line in lines[2:]:
+        cells = [cell.strip().strip("*") for cell in line.strip("|").split("|")]
+        distill, role = cells[0], cells[1]
+        for position, metric in enumerate(METRICS, start=2):
+            numbers = values(metrics, distill, role, metric)
+            assert cells[position] == f"{numbers.mean():.4f} ± {numbers.std(ddof=1):.4f}", (line, metric)
+        params = metrics[next(j for j, (d, _) in JOBS.items() if d == distill)][role]["efficiency"]["params"]
+        assert cells[5] == f"{params:,}" and cells[7] == "2"
+        if role == "student_kd":
+            candidate, baseline = student_pairs(root, distill, "mae")
+            assert cells[8] == "student (same runs)"
+            assert cells[12] == f"{(candidate - baseline).mean():+.4f}"  # Δ mae
+            assert cells[13] == f"{stats.ttest_rel(candidate, baseline).pvalue:.3g}"
+        else:
+            assert cells[8:] == [""] * 10
