@@ -116,14 +116,16 @@ def test_unknown_columns_give_a_config_error_naming_the_value_and_the_valid_form
 
 def test_a_metric_of_another_task_is_refused_when_the_task_is_given():
     assert higher_is_better("ndcg@10", task="ranking")
-    with pytest.raises(ConfigError, match="for the rating task; valid: accuracy, mae, rmse") as error:
+    with pytest.raises(ConfigError, match="for the rating task; valid: ") as error:
         higher_is_better("ndcg@10", task="rating")
     assert "ndcg@K" not in str(error.value)
+    assert all(metric.name in str(error.value) for metric in metrics_for("rating"))
 
 
 def test_unknown_names_and_tasks():
-    with pytest.raises(ConfigError, match="unknown metric 'nope'; valid: accuracy, mae, rmse, hr, ndcg"):
+    with pytest.raises(ConfigError, match="unknown metric 'nope'; valid: ") as error:
         get_metric("nope")
+    assert all(metric.name in str(error.value) for metric in all_metrics())  # every registered name, listed
     with pytest.raises(ConfigError, match="unknown task 'ctr'; valid: \\['rating', 'ranking'\\]"):
         metrics_for("ctr")
 
