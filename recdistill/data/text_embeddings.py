@@ -14,6 +14,7 @@ import torch
 
 from recdistill.errors import DependencyError
 from recdistill.utils.atomic import torch_save
+from recdistill.utils.safe_load import load_plain
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def item_text_embeddings(items: pd.DataFrame, cache_dir: Path, batch_size: int =
     texts = item_texts(items)
     path = _cache_path(texts, cache_dir)
     if path.is_file():
-        cached = torch.load(path, map_location="cpu", weights_only=True)
+        cached = load_plain(path, "text embedding cache")
         if tuple(cached.shape) == (len(texts), EMBEDDING_DIM):
             log.info("Item text embeddings from cache %s", path)
             return cached

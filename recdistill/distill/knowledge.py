@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from recdistill.utils.atomic import torch_save
+from recdistill.utils.safe_load import load_plain
 
 #: Kinds of knowledge a strategy may declare in `needs`.
 KNOWLEDGE_KINDS = ("logits", "hidden", "topk_items", "topk_scores", "user_repr", "item_repr")
@@ -48,5 +49,5 @@ class TeacherKnowledge:
     @classmethod
     def load(cls, path: str | Path) -> "TeacherKnowledge":
         """Load a file written by `save`."""
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+        blob = load_plain(path, "teacher knowledge")
         return cls(teacher_key=blob["teacher_key"], tensors=blob["tensors"], meta=blob["meta"])

@@ -12,6 +12,7 @@ from recdistill.models.base import DataShape, RatingModel
 from recdistill.models.ranking_base import RankingModel, RankingShape
 from recdistill.models.registry import build_model
 from recdistill.utils.atomic import torch_save
+from recdistill.utils.safe_load import load_plain
 
 
 def save_model(path: str | Path, model: RatingModel | RankingModel, state: dict[str, torch.Tensor] | None = None,
@@ -29,7 +30,7 @@ def save_model(path: str | Path, model: RatingModel | RankingModel, state: dict[
 def load_model(path: str | Path, device: torch.device | str = "cpu"
                ) -> tuple[RatingModel | RankingModel, dict[str, Any]]:
     """Rebuild a model from a checkpoint written by `save_model`; returns (model, extra)."""
-    blob = torch.load(path, map_location="cpu", weights_only=False)
+    blob = load_plain(path, "model checkpoint")
     shape_class = RankingShape if blob.get("shape_kind") == "RankingShape" else DataShape
     model = build_model(blob["config"], shape_class(**blob["shape"]))
     model.load_state_dict(blob["state_dict"])

@@ -24,6 +24,7 @@ from recdistill.errors import ConfigError
 from recdistill.evaluation.metrics import higher_is_better
 from recdistill.training.config import LoopConfig
 from recdistill.utils.atomic import torch_save
+from recdistill.utils.safe_load import load_plain
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +180,7 @@ def _resume(last_path: Path, model: nn.Module, objective: DistillationObjective,
     if not last_path.exists():
         return {"epoch": 0, "best_epoch": 0, "best_value": None, "best_valid": {}, "bad_epochs": 0,
                 "history": [], "seconds": 0.0, "best_state": None}
-    saved = torch.load(last_path, map_location="cpu", weights_only=False)
+    saved = load_plain(last_path, "training state")
     model.load_state_dict(saved["model"])
     objective.load_state_dict(saved["objective"])
     optimizer.load_state_dict(saved["optimizer"])
