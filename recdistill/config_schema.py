@@ -6,22 +6,32 @@ and each model YAML starts from it (`defaults: [/model_schema/<name>@_here_, _se
 likewise per reader: `dataset_schema/<name>` (`defaults: [/dataset_schema/<name>@_here_, _self_]`);
 the split per kind: `split_schema/<kind>`; the evaluator per task: `evaluator_schema/<name>`.
 Stages read the split and evaluator as dataclasses: `to_split_config`, `to_evaluator_config`.
+`check_run_config(cfg)` checks a composed run before anything runs: the value domains the schemas
+declare (`recdistill.utils.config_checks`), choices, distillation terms and the device.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from recdistill.data.readers.registry import dataset_readers
-from recdistill.data.split_config import SPLIT_SCHEMAS
+from recdistill.data.readers.registry import dataset_config, dataset_readers
+from recdistill.data.split_config import SPLIT_SCHEMAS, to_split_config
 from recdistill.distill.config import DistillConfig
-from recdistill.evaluation.config import EVALUATOR_SCHEMAS
-from recdistill.models.registry import model_classes
+from recdistill.distill.objective import check_distill_config
+from recdistill.errors import ConfigError
+from recdistill.evaluation.config import EVALUATOR_SCHEMAS, check_evaluator_config, to_evaluator_config
+from recdistill.models.registry import get_model_class, model_classes
+from recdistill.tasks.base import task_classes
 from recdistill.training.config import TrainerConfig
-from recdistill.transfer.config import TransferConfig
+from recdistill.transfer.config import TransferConfig, check_transfer_config
+from recdistill.utils.config_checks import bounded, find_violations, raise_violations
+from recdistill.utils.runinfo import resolve_device
 
 
 @dataclass
@@ -30,9 +40,9 @@ class RunConfig:
 
     experiment_name: str = "default"  # names the output folder
     task: str = "rating"  # rating
-    seed: int = 0  # the students' seed (and the data's, where data or split are random)
-    teacher_seed: int = 0  # fixed by default: a sweep over seeds trains one teacher, varies the students
-    device: str = "auto"  # auto (CUDA when available) | cpu | cuda | cuda:N
+    seed: int = bounded(0, ge=0)  # the students' seed (and the data's, where data or split are random)
+    teacher_seed: int = bounded(0, ge=0)  # fixed by default: a sweep over seeds trains one teacher, varies the students
+    device: str = "auto"  # auto (CUDA when available) | cpu | cuda | cuda:N | mps (checked by resolve_device)
     cache_dir: str = "~/.cache/recdistill"  # downloads, splits, text embeddings, teacher checkpoints
     students: bool = True  # train the student roles; false: teacher (and baselines) only, e.g. transfer studies
     train_student_alone: bool = True  # also train the student without distillation as the baseline
@@ -60,3 +70,46 @@ def register_schemas() -> None:
         store.store(group="split_schema", name=name, node=schema)
     for name, schema in EVALUATOR_SCHEMAS.items():
         store.store(group="evaluator_schema", name=name, node=schema)
+
+
+def check_run_config(cfg: DictConfig | RunConfig) -> RunConfig:
+    """The typed config of a composed run, checked before anything runs; ConfigError otherwise.
+
+    Every value outside the domain its schema declares is one line `<key>=<value> must be <range>`
+    of a single message; then the task, the split kind, the evaluator's and transfer's choices, the
+    distillation terms (keys, types, domains) and the device (known, and present on this machine)."""
+    run = cfg if isinstance(cfg, RunConfig) else _typed(cfg)
+    raise_violations(find_violations(run))
+    if run.task not in task_classes():
+        raise ConfigError(f"task={run.task!r} must be one of {', '.join(sorted(task_classes()))}")
+    to_split_config(run.split)
+    check_evaluator_config(run.evaluator)
+    check_transfer_config(run.transfer)
+    check_distill_config(run.distill, task=run.task)
+    resolve_device(run.device)
+    return run
+
+
+def _typed(cfg: DictConfig) -> RunConfig:
+    """The RunConfig of a composed node; groups composed without their schema are typed by name."""
+    try:
+        if OmegaConf.get_type(cfg) is not RunConfig:
+            cfg = OmegaConf.merge(OmegaConf.structured(RunConfig), cfg)
+        run = OmegaConf.to_object(cfg)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"config: {exc}") from exc
+    if isinstance(run.dataset, Mapping):
+        run.dataset = dataset_config(run.dataset)
+    if isinstance(run.split, Mapping):
+        run.split = to_split_config(run.split)
+    if isinstance(run.evaluator, Mapping):
+        run.evaluator = to_evaluator_config(run.evaluator)
+    for role in ("teacher", "student"):
+        raw = getattr(run, role)
+        if isinstance(raw, Mapping):
+            schema = get_model_class(str(raw.get("name"))).Config
+            try:
+                setattr(run, role, OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), raw)))
+            except OmegaConfBaseException as exc:
+                raise ConfigError(f"{role}: {exc}") from exc
+    return run

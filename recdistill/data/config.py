@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from recdistill.utils.config_checks import bounded
+
 
 @dataclass
 class DatasetConfig:
@@ -11,4 +13,4 @@ class DatasetConfig:
 
     name: str = "???"  # the reader (a module of recdistill/data/readers/); "???" is OmegaConf's "must be given"
     cache_dir: str = "~/.cache/recdistill"  # downloads and derived files live here
-    min_user_interactions: int = 5  # users with fewer interactions are dropped
+    min_user_interactions: int = bounded(5, ge=0)  # users with fewer interactions are dropped

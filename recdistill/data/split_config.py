@@ -22,18 +22,35 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from recdistill.errors import ConfigError
+from recdistill.utils.config_checks import Rule, at_most, bounded, value_rules
 
 
 def _ratios() -> List[float]:
     return [0.8, 0.1, 0.1]
 
 
+def _ratios_field() -> List[float]:
+    """The `ratios` field: train, valid, test shares in [0, 1] that sum to 1."""
+    return bounded(factory=_ratios, ge=0, le=1, length=3, total=1.0, note="train, valid, test; e.g. [0.8, 0.1, 0.1]")
+
+
+#: The train share must be > 0 (a valid or test share of 0 leaves that part empty).
+TRAIN_SHARE = Rule("ratios", lambda cfg: cfg.ratios[0] > 0, "have a train share (the first) > 0")
+
+
+def _below_one(first: str, second: str, what: str) -> Rule:
+    """`first + second < 1`: some warm `what` stay."""
+    return Rule(second, lambda cfg: getattr(cfg, first) + getattr(cfg, second) < 1,
+                f"be < 1 - {{prefix}}{first} ({{{first}}}): together they leave no warm {what}")
+
+
+@value_rules(TRAIN_SHARE)
 @dataclass
 class ChronoRatioSplit:
     """Per user, by time: the first share of interactions train, the next valid, the last test."""
 
     name: str = "chrono_ratio"  # the kind; set by the schema, not by hand
-    ratios: List[float] = field(default_factory=_ratios)  # train, valid, test shares of each user's history
+    ratios: List[float] = _ratios_field()  # train, valid, test shares of each user's history
 
 
 @dataclass
@@ -43,54 +60,63 @@ class LeaveOneOutSplit:
     name: str = "leave_one_out"  # the kind; set by the schema, not by hand
 
 
+@value_rules(TRAIN_SHARE)
 @dataclass
 class RandomRatioSplit:
     """A seeded random share of all interactions in each part (ignores time)."""
 
     name: str = "random_ratio"  # the kind; set by the schema, not by hand
-    ratios: List[float] = field(default_factory=_ratios)  # train, valid, test shares of all interactions
+    ratios: List[float] = _ratios_field()  # train, valid, test shares of all interactions
 
 
+@value_rules(at_most("support_size", "max_support"), _below_one("valid_users", "test_users", "users"))
 @dataclass
 class ColdUserSplit:
     """Held-out users, each seen through the first k of their interactions; warm users are the source."""
 
     name: str = "cold_user"  # the kind; set by the schema, not by hand
-    support_size: int = 10  # k: support interactions per cold user in train, 1..max_support
-    max_support: int = 10  # first interactions of each cold user reserved as support; the rest are the query
-    min_query: int = 5  # users need >= max_support + min_query interactions to take part
-    valid_users: float = 0.1  # share of those users held out as cold validation users
-    test_users: float = 0.2  # share of those users held out as cold test users
+    support_size: int = bounded(10, ge=1)  # k: support interactions per cold user in train, 1..max_support
+    # first interactions of each cold user reserved as support; the rest are the query
+    max_support: int = bounded(10, ge=1)
+    min_query: int = bounded(5, ge=1)  # users need >= max_support + min_query interactions to take part
+    valid_users: float = bounded(0.1, ge=0, lt=1)  # share of those users held out as cold validation users
+    test_users: float = bounded(0.2, gt=0, lt=1)  # share of those users held out as cold test users
 
 
+@value_rules(_below_one("valid_items", "test_items", "items"))
 @dataclass
 class ColdItemSplit:
     """Held-out items that are never trained on; valid / test hold all their interactions."""
 
     name: str = "cold_item"  # the kind; set by the schema, not by hand
-    valid_items: float = 0.1  # share of candidate items held out as cold validation items
-    test_items: float = 0.2  # share of candidate items held out as cold test items
-    min_item_interactions: int = 1  # only items with at least this many interactions can be cold
+    valid_items: float = bounded(0.1, ge=0, lt=1)  # share of candidate items held out as cold validation items
+    test_items: float = bounded(0.2, gt=0, lt=1)  # share of candidate items held out as cold test items
+    min_item_interactions: int = bounded(1, ge=1)  # only items with at least this many interactions can be cold
 
 
+@value_rules(TRAIN_SHARE)
 @dataclass
 class DomainGenreSplit:
     """Interactions with items of the target genres are the target domain, the rest the source."""
 
     name: str = "domain_genre"  # the kind; set by the schema, not by hand
     target_genres: List[str] = field(default_factory=list)  # items with any of these genres are target items
-    ratios: List[float] = field(default_factory=_ratios)  # train, valid, test of each user's target interactions
-    target_fraction: float = 1.0  # share of each user's target train interactions kept (valid / test never cut)
+    ratios: List[float] = _ratios_field()  # train, valid, test of each user's target interactions
+    # share of each user's target train interactions kept (valid / test never cut)
+    target_fraction: float = bounded(1.0, gt=0, le=1)
 
 
+@value_rules(TRAIN_SHARE)
 @dataclass
 class DomainTimeSplit:
     """Interactions from a quantile of all timestamps on are the target domain, earlier ones the source."""
 
     name: str = "domain_time"  # the kind; set by the schema, not by hand
-    time_quantile: float = 0.8  # interactions from this quantile of timestamps on are the target domain
-    ratios: List[float] = field(default_factory=_ratios)  # train, valid, test of each user's target interactions
-    target_fraction: float = 1.0  # share of each user's target train interactions kept (valid / test never cut)
+    # interactions from this quantile of timestamps on are the target domain
+    time_quantile: float = bounded(0.8, gt=0, lt=1)
+    ratios: List[float] = _ratios_field()  # train, valid, test of each user's target interactions
+    # share of each user's target train interactions kept (valid / test never cut)
+    target_fraction: float = bounded(1.0, gt=0, le=1)
 
 
 SplitSchema = Union[ChronoRatioSplit, LeaveOneOutSplit, RandomRatioSplit, ColdUserSplit, ColdItemSplit,

@@ -18,7 +18,7 @@ import pandas as pd
 
 from recdistill.data.movielens import KNOWN_GENRES, join_genres
 from recdistill.data.tables import RecData
-from recdistill.errors import ConfigError
+from recdistill.utils.config_checks import bounded, check_values
 
 log = logging.getLogger(__name__)
 
@@ -38,22 +38,17 @@ _CHUNK = 1 << 22  # score at most this many (user, item) pairs at once
 class SyntheticConfig:
     """Size and shape of the seeded synthetic dataset (the `dataset.synthetic` block)."""
 
-    n_users: int = 300  # number of users
-    n_items: int = 200  # number of items
-    interactions_per_user: int = 40  # mean interactions per user (varies per user)
-    n_factors: int = 8  # dimension of the latent taste vectors
-    popularity_skew: float = 1.0  # power-law exponent of item popularity (0 = uniform)
-    noise: float = 0.5  # std of the rating noise, relative to the affinity signal
+    n_users: int = bounded(300, ge=1)  # number of users
+    n_items: int = bounded(200, ge=1)  # number of items
+    interactions_per_user: int = bounded(40, ge=1)  # mean interactions per user (varies per user)
+    n_factors: int = bounded(8, ge=1)  # dimension of the latent taste vectors
+    popularity_skew: float = bounded(1.0, ge=0)  # power-law exponent of item popularity (0 = uniform)
+    noise: float = bounded(0.5, ge=0)  # std of the rating noise, relative to the affinity signal
 
 
 def _check(cfg: SyntheticConfig) -> None:
-    """Reject sizes that cannot produce a dataset."""
-    for key in ("n_users", "n_items", "interactions_per_user", "n_factors"):
-        if getattr(cfg, key) < 1:
-            raise ConfigError(f"dataset.synthetic.{key}={getattr(cfg, key)} must be >= 1")
-    if cfg.popularity_skew < 0 or cfg.noise < 0:
-        raise ConfigError(f"dataset.synthetic.popularity_skew={cfg.popularity_skew} and "
-                          f"noise={cfg.noise} must be >= 0")
+    """Reject sizes that cannot produce a dataset (the domains declared on SyntheticConfig)."""
+    check_values(cfg, "dataset.synthetic.")
 
 
 def _choose_items(rng: np.random.Generator, taste: np.ndarray, factors: np.ndarray, log_pop: np.ndarray,

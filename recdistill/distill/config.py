@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict
 
+from recdistill.utils.config_checks import bounded
+
 
 @dataclass
 class DistillConfig:
@@ -16,6 +18,6 @@ class DistillConfig:
     """
 
     name: str = "none"  # label of this setting in run names and reports
-    base_weight: float = 1.0  # weight of the student's own ground-truth loss terms
+    base_weight: float = bounded(1.0, ge=0)  # weight of the student's own ground-truth loss terms
     terms: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # strategy name -> weight + params
-    teacher_topk: int = 100  # ranking: length of each user's teacher top-K list that extraction keeps
+    teacher_topk: int = bounded(100, ge=1)  # ranking: length of each user's teacher top-K list that extraction keeps

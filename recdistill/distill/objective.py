@@ -7,6 +7,7 @@ The same objective trains with or without a teacher: with no strategies it is ju
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from collections.abc import Mapping
 from typing import Any
@@ -19,6 +20,7 @@ from recdistill.distill.registry import available_strategies, get_strategy_class
 from recdistill.distill.strategy import Strategy
 from recdistill.errors import ConfigError
 from recdistill.models.base import RatingOutput
+from recdistill.utils.config_checks import check_values
 
 
 class DistillationObjective(nn.Module):
@@ -114,11 +116,20 @@ def _check_param(strategy: str, key: str, value: Any, annotation: Any) -> Any:
     )
 
 
-def build_strategy(name: str, settings: Mapping[str, Any], task: str | None = None
-                   ) -> tuple[float, Strategy | None]:
-    """Parse one `terms` entry into (weight, strategy); the strategy is None when weight is 0.
+def _check_weight(key: str, weight: Any) -> None:
+    """ConfigError unless `weight` is a finite number >= 0."""
+    if not _is_number(weight) or weight < 0:
+        raise ConfigError(f"{key} must be a number >= 0, got {weight!r}")
+    if not math.isfinite(weight):
+        raise ConfigError(f"{key}={weight!r} must be a finite number >= 0")
 
-    With `task` given, a strategy written for another task's model outputs is a ConfigError."""
+
+def strategy_params(name: str, settings: Mapping[str, Any], task: str | None = None) -> tuple[float, Any]:
+    """Parse and check one `terms` entry into (weight, the strategy's Params); Params is None when weight is 0.
+
+    Keys, types and the domains declared on the Params are checked (ConfigError naming
+    `distill.terms.<name>.<key>`); with `task` given, a strategy written for another task's model
+    outputs is a ConfigError."""
     cls = get_strategy_class(name)
     if task is not None and cls.task != task:
         valid = sorted(n for n, c in available_strategies().items() if c.task == task)
@@ -133,30 +144,47 @@ def build_strategy(name: str, settings: Mapping[str, Any], task: str | None = No
     if "weight" not in settings:
         raise ConfigError(f"distill.terms.{name} needs a 'weight'; valid keys: {valid}")
     weight = settings["weight"]
-    if not _is_number(weight) or weight < 0:
-        raise ConfigError(f"distill.terms.{name}.weight must be a number >= 0, got {weight!r}")
+    _check_weight(f"distill.terms.{name}.weight", weight)
     if weight == 0:
         return 0.0, None
-    params = {key: _check_param(name, key, settings[key], fields[key]) for key in fields if key in settings}
-    return float(weight), cls(cls.Params(**params))
+    values = {key: _check_param(name, key, settings[key], fields[key]) for key in fields if key in settings}
+    params = cls.Params(**values)
+    check_values(params, f"distill.terms.{name}.")
+    return float(weight), params
 
 
-def build_objective(cfg: Any, task: str | None = None) -> DistillationObjective:
-    """Build the objective from a `DistillConfig` (dataclass or Hydra DictConfig); with `task`, every
-    strategy must work on that task."""
-    base_weight = cfg.base_weight
-    if not _is_number(base_weight) or base_weight < 0:
-        raise ConfigError(f"distill.base_weight must be a number >= 0, got {base_weight!r}")
-    terms: dict[str, tuple[float, Strategy]] = {}
+def build_strategy(name: str, settings: Mapping[str, Any], task: str | None = None
+                   ) -> tuple[float, Strategy | None]:
+    """Parse one `terms` entry into (weight, strategy); the strategy is None when weight is 0.
+
+    With `task` given, a strategy written for another task's model outputs is a ConfigError."""
+    weight, params = strategy_params(name, settings, task)
+    return weight, None if params is None else get_strategy_class(name)(params)
+
+
+def check_distill_config(cfg: Any, task: str | None = None) -> dict[str, tuple[float, Any]]:
+    """Check a `DistillConfig` (dataclass or Hydra DictConfig) without building anything: the base
+    weight, every term's keys, types and value domains; returns name -> (weight, Params) of the
+    terms with a weight > 0."""
+    _check_weight("distill.base_weight", cfg.base_weight)
+    terms: dict[str, tuple[float, Any]] = {}
     for name, settings in (cfg.terms or {}).items():
         if not isinstance(settings, Mapping):
             raise ConfigError(
                 f"distill.terms.{name} must be a mapping with 'weight' and params, got {settings!r}; "
                 f"valid strategies: {sorted(available_strategies())}"
             )
-        weight, strategy = build_strategy(str(name), settings, task)
-        if strategy is not None:
-            terms[str(name)] = (weight, strategy)
-    if base_weight == 0 and not terms:
+        weight, params = strategy_params(str(name), settings, task)
+        if params is not None:
+            terms[str(name)] = (weight, params)
+    if cfg.base_weight == 0 and not terms:
         raise ConfigError(f"distill {cfg.name!r}: base_weight is 0 and no term has a weight > 0")
-    return DistillationObjective(float(base_weight), terms)
+    return terms
+
+
+def build_objective(cfg: Any, task: str | None = None) -> DistillationObjective:
+    """Build the objective from a `DistillConfig` (dataclass or Hydra DictConfig); with `task`, every
+    strategy must work on that task."""
+    terms = check_distill_config(cfg, task)
+    strategies = {name: (weight, get_strategy_class(name)(params)) for name, (weight, params) in terms.items()}
+    return DistillationObjective(float(cfg.base_weight), strategies)

@@ -8,13 +8,14 @@ the checked dataclass.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from typing import Any, List, Mapping, Union
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from recdistill.errors import ConfigError
+from recdistill.utils.config_checks import bounded, check_values
 
 #: Valid values of `evaluator.input_history`.
 INPUT_HISTORIES = ("earlier_visible",)
@@ -27,12 +28,12 @@ class EvaluatorConfig:
     """What every task's evaluator reads: the model inputs it may see and the latency measurement."""
 
     name: str = "rating"  # the task evaluator; set by the schema, not by hand
-    history_length: int = 32  # most recent visible interactions a model reads per prediction
+    history_length: int = bounded(32, ge=1)  # most recent visible interactions a model reads per prediction
     # which earlier interactions of the same user a prediction may read: train targets read
     # earlier train ones, valid targets read train, test targets read train + valid; never test
     input_history: str = "earlier_visible"
-    latency_batch_size: int = 256  # batch size for the scoring-latency measurement
-    latency_repeats: int = 20  # timed repeats (median and p90 are reported)
+    latency_batch_size: int = bounded(256, ge=1)  # batch size for the scoring-latency measurement
+    latency_repeats: int = bounded(20, ge=1)  # timed repeats (median and p90 are reported)
 
 
 @dataclass
@@ -47,13 +48,15 @@ class RankingEvaluatorConfig(EvaluatorConfig):
     """Top-K ranking: HR, NDCG, Recall, Precision, MRR, MAP at each K plus item coverage, and efficiency."""
 
     name: str = "ranking"  # the task evaluator; set by the schema, not by hand
-    history_length: int = 50  # most recent visible interactions a sequential model reads
-    ks: List[int] = field(default_factory=lambda: [5, 10, 20])  # cut-offs of HR, NDCG, Recall, ... @K
+    history_length: int = bounded(50, ge=1)  # most recent visible interactions a sequential model reads
+    # cut-offs of HR, NDCG, Recall, ... @K
+    ks: List[int] = bounded(factory=lambda: [5, 10, 20], ge=1, min_len=1,
+                            must="one or more cut-offs K >= 1, e.g. [5, 10, 20]")
     protocol: str = "full"  # full: rank every item | sampled: the truth among n_negatives sampled items
     mask_history: bool = True  # drop the items a user's input history holds from their ranking
-    n_negatives: int = 100  # sampled protocol only: negatives per user
-    user_batch_size: int = 1024  # users scored per forward pass
-    item_chunk: int = 65536  # items scored at once; bounds memory on large catalogues
+    n_negatives: int = bounded(100, ge=1)  # sampled protocol only: negatives per user
+    user_batch_size: int = bounded(1024, ge=1)  # users scored per forward pass
+    item_chunk: int = bounded(65536, ge=1)  # items scored at once; bounds memory on large catalogues
 
 
 EvaluatorSchema = Union[RatingEvaluatorConfig, RankingEvaluatorConfig]
@@ -95,21 +98,9 @@ def check_evaluator_config(cfg: EvaluatorSchema) -> None:
                           f"choose it with `evaluator=<name>` ({', '.join(EVALUATOR_SCHEMAS)})")
     if cfg.input_history not in INPUT_HISTORIES:
         raise ConfigError(f"evaluator.input_history={cfg.input_history!r}; valid: {', '.join(INPUT_HISTORIES)}")
-    for key in ("history_length", "latency_batch_size", "latency_repeats"):
-        _at_least(key, getattr(cfg, key), 1)
-    if isinstance(cfg, RankingEvaluatorConfig):
-        if not cfg.ks or min(cfg.ks) < 1:
-            raise ConfigError(f"evaluator.ks={list(cfg.ks)} must be one or more cut-offs K >= 1, e.g. [5, 10, 20]")
-        if cfg.protocol not in RANKING_PROTOCOLS:
-            raise ConfigError(f"evaluator.protocol={cfg.protocol!r}; valid: {', '.join(RANKING_PROTOCOLS)}")
-        _at_least("n_negatives", cfg.n_negatives, 0)
-        _at_least("user_batch_size", cfg.user_batch_size, 1)
-        _at_least("item_chunk", cfg.item_chunk, 1)
-
-
-def _at_least(key: str, value: int, low: int) -> None:
-    if value < low:
-        raise ConfigError(f"evaluator.{key}={value} must be >= {low}")
+    if isinstance(cfg, RankingEvaluatorConfig) and cfg.protocol not in RANKING_PROTOCOLS:
+        raise ConfigError(f"evaluator.protocol={cfg.protocol!r}; valid: {', '.join(RANKING_PROTOCOLS)}")
+    check_values(cfg, "evaluator.")  # the ranges declared on the schema
 
 
 def _from_record(record: dict[str, Any]) -> EvaluatorSchema:

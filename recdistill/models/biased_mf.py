@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recdistill.models.base import DataShape, RatingModel, RatingOutput
+from recdistill.utils.config_checks import bounded
 
 
 @dataclass
@@ -22,8 +23,8 @@ class BiasedMFConfig:
     """Size and regularisation of biased MF."""
 
     name: str = "biased_mf"
-    dim: int = 32  # latent factors per user and item
-    reg: float = 0.02  # L2 weight on the factors and biases of the batch's users and items
+    dim: int = bounded(32, ge=1)  # latent factors per user and item
+    reg: float = bounded(0.02, ge=0)  # L2 weight on the factors and biases of the batch's users and items
 
 
 class BiasedMF(RatingModel):

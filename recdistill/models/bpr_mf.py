@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recdistill.models.ranking_base import RankingModel, RankingOutput, RankingShape
+from recdistill.utils.config_checks import bounded
 
 
 @dataclass
@@ -21,9 +22,9 @@ class BPRMFConfig:
     """Size, regularisation and negative sampling of BPR-MF."""
 
     name: str = "bpr_mf"
-    dim: int = 64  # latent factors per user and item
-    reg: float = 1e-4  # L2 weight on the batch's user, positive and negative factors
-    n_negatives: int = 1  # negatives per training pair; read by the task when it builds `pairs` batches
+    dim: int = bounded(64, ge=1)  # latent factors per user and item
+    reg: float = bounded(1e-4, ge=0)  # L2 weight on the batch's user, positive and negative factors
+    n_negatives: int = bounded(1, ge=1)  # negatives per training pair; read by the task when it builds `pairs` batches
 
 
 def bpr_loss(user: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from recdistill.models.ranking_base import RankingShape
-from recdistill.models.sequence_losses import check_loss_name
+from recdistill.utils.config_checks import bounded
+from recdistill.models.sequence_losses import NEXT_ITEM_LOSSES, check_loss_name
 from recdistill.models.sequential_base import SequentialRanker
 
 
@@ -25,12 +26,13 @@ class GRU4RecConfig:
     """Architecture and training loss of GRU4Rec (defaults: RecBole 1.2.1's)."""
 
     name: str = "gru4rec"
-    dim: int = 64  # item embedding size, and the size of the state that scores items
-    gru_dim: int = 128  # hidden size of the GRU
-    n_layers: int = 1  # stacked GRU layers
-    dropout: float = 0.3  # on the input embeddings
-    loss: str = "ce"  # ce: full softmax | sampled: softmax over n_negatives shared items | bce: one negative per slot
-    n_negatives: int = 100  # sampled loss only: uniformly drawn items shared by the batch
+    dim: int = bounded(64, ge=1)  # item embedding size, and the size of the state that scores items
+    gru_dim: int = bounded(128, ge=1)  # hidden size of the GRU
+    n_layers: int = bounded(1, ge=1)  # stacked GRU layers
+    dropout: float = bounded(0.3, ge=0, lt=1)  # on the input embeddings
+    # ce: full softmax | sampled: softmax over n_negatives shared items | bce: one negative per slot
+    loss: str = bounded("ce", choices=NEXT_ITEM_LOSSES)
+    n_negatives: int = bounded(100, ge=1)  # sampled loss only: uniformly drawn items shared by the batch
 
 
 def rotate(values: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:

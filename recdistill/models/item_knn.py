@@ -21,6 +21,7 @@ import torch
 
 from recdistill.data.ranking_data import InteractionLists
 from recdistill.models.ranking_base import RankingModel, RankingOutput, RankingShape
+from recdistill.utils.config_checks import bounded
 
 #: Bound on the (I, chunk) similarity block computed at once while fitting (its nonzeros are stored).
 CHUNK_ELEMENTS = 2**24
@@ -31,8 +32,8 @@ class ItemKNNConfig:
     """Neighbourhood size and similarity shrinkage of item kNN."""
 
     name: str = "item_knn"
-    k_neighbors: int = 100  # most similar items kept per item
-    shrink: float = 0.0  # added to the cosine's denominator: damps similarities of rarely seen items
+    k_neighbors: int = bounded(100, ge=1)  # most similar items kept per item
+    shrink: float = bounded(0.0, ge=0)  # added to the cosine's denominator: damps similarities of rarely seen items
 
 
 def sparse_product(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:

@@ -26,6 +26,7 @@ from torch import nn
 from recdistill.data.ranking_data import InteractionLists
 from recdistill.models.bpr_mf import bpr_loss, l2_penalty
 from recdistill.models.ranking_base import RankingModel, RankingOutput, RankingShape
+from recdistill.utils.config_checks import bounded
 
 
 @dataclass
@@ -33,10 +34,10 @@ class LightGCNConfig:
     """Size, depth, regularisation and negative sampling of LightGCN."""
 
     name: str = "lightgcn"
-    dim: int = 64  # embedding size of every user and item
-    n_layers: int = 2  # propagation steps over the graph (0 = plain BPR-MF)
-    reg: float = 1e-4  # L2 weight on the batch's ego (layer-0) user, positive and negative embeddings
-    n_negatives: int = 1  # negatives per training pair; read by the task when it builds `pairs` batches
+    dim: int = bounded(64, ge=1)  # embedding size of every user and item
+    n_layers: int = bounded(2, ge=0)  # propagation steps over the graph (0 = plain BPR-MF)
+    reg: float = bounded(1e-4, ge=0)  # L2 weight on the batch's ego (layer-0) user, positive and negative embeddings
+    n_negatives: int = bounded(1, ge=1)  # negatives per training pair; read by the task when it builds `pairs` batches
 
 
 def normalised_adjacency(train: InteractionLists, n_users: int, n_items: int,

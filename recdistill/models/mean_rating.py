@@ -14,6 +14,7 @@ import torch
 
 from recdistill.errors import ConfigError
 from recdistill.models.base import DataShape, RatingModel, RatingOutput
+from recdistill.utils.config_checks import bounded
 
 BY = ("global", "item")
 
@@ -23,8 +24,9 @@ class MeanRatingConfig:
     """Which mean to predict."""
 
     name: str = "mean_rating"
-    by: str = "item"  # global: one mean for everything | item: each item's mean (global mean when unseen)
-    shrinkage: float = 0.0  # item means pulled toward the global mean: (sum + s * mean) / (n + s)
+    # global: one mean for everything | item: each item's mean (global mean when unseen)
+    by: str = bounded("item", choices=BY)
+    shrinkage: float = bounded(0.0, ge=0)  # item means pulled toward the global mean: (sum + s * mean) / (n + s)
 
 
 class MeanRating(RatingModel):

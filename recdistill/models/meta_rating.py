@@ -20,7 +20,7 @@ checkpoint keeps; without them every user or item reads the all-zero "missing" r
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import List, NamedTuple
 
 import numpy as np
@@ -32,6 +32,7 @@ from torch.func import functional_call, grad, vmap
 
 from recdistill.errors import ConfigError
 from recdistill.models.base import DataShape, RatingModel, RatingOutput
+from recdistill.utils.config_checks import bounded
 
 AGE_EDGES = (18, 25, 35, 45, 50, 56)  # MovieLens-1M age groups: under 18, 18-24, ..., 56 and over
 YEAR_EDGES = tuple(range(1930, 2030, 10))  # release decades, open-ended at both ends
@@ -45,16 +46,19 @@ class MetaRatingConfig:
     """Sizes of the global embeddings and the local MLP, and the inner loop of MAML."""
 
     name: str = "meta_rating"
-    dim: int = 32  # width of every embedding (item id, decade, genre bag, age, gender, occupation)
-    local_hidden: List[int] = field(default_factory=lambda: [64, 32])  # decision layers, adapted per task
-    adapt: str = "decision"  # decision (MLP + output layer) | all_dense (also the genre bag)
-    inner_steps: int = 1  # SGD steps on each target's support set; 0 = no adaptation
-    inner_lr: float = 0.5  # step size of the inner SGD (second-order MAML gives up adapting when too large)
-    inner_loss: str = "ce"  # ce (cross-entropy over classes) | mse (on the expected rating)
+    dim: int = bounded(32, ge=1)  # width of every embedding (item id, decade, genre bag, age, gender, occupation)
+    local_hidden: List[int] = bounded(factory=lambda: [64, 32], ge=1, min_len=1)  # decision layers, adapted per task
+    # decision (MLP + output layer) | all_dense (also the genre bag)
+    adapt: str = bounded("decision", choices=ADAPT_CHOICES)
+    inner_steps: int = bounded(1, ge=0)  # SGD steps on each target's support set; 0 = no adaptation
+    # step size of the inner SGD (second-order MAML gives up adapting when too large)
+    inner_lr: float = bounded(0.5, gt=0)
+    # ce (cross-entropy over classes) | mse (on the expected rating)
+    inner_loss: str = bounded("ce", choices=INNER_LOSSES)
     first_order: bool = False  # True: first-order MAML (inner gradients detached); False: second-order
-    mse_weight: float = 0.0  # weight of an outer MSE term on the expected rating; 0 = CE only
-    max_categories: int = 32  # most distinct values of gender and of occupation in a users table
-    max_genres: int = 32  # most distinct genres in an items table
+    mse_weight: float = bounded(0.0, ge=0)  # weight of an outer MSE term on the expected rating; 0 = CE only
+    max_categories: int = bounded(32, ge=1)  # most distinct values of gender and of occupation in a users table
+    max_genres: int = bounded(32, ge=1)  # most distinct genres in an items table
 
 
 class Tasks(NamedTuple):

@@ -21,20 +21,22 @@ import torch.nn.functional as F
 from torch import nn
 
 from recdistill.models.base import DataShape, RatingModel, RatingOutput
+from recdistill.utils.config_checks import bounded, divides, value_rules
 
 
+@value_rules(divides("n_heads", "dim"))
 @dataclass
 class RatingTransformerConfig:
     """Architecture of a rating Transformer; the teacher and student differ only in these sizes."""
 
     name: str = "rating_transformer"
-    dim: int = 32  # width of every slot
-    n_layers: int = 1  # attention blocks
-    n_heads: int = 2  # attention heads per block
-    ff_mult: int = 2  # feed-forward width = ff_mult * dim
-    dropout: float = 0.1
-    text_dim: int = 0  # size of pretrained item text embeddings; 0 = no text input
-    label_smoothing: float = 0.0
+    dim: int = bounded(32, ge=1)  # width of every slot
+    n_layers: int = bounded(1, ge=1)  # attention blocks
+    n_heads: int = bounded(2, ge=1)  # attention heads per block
+    ff_mult: int = bounded(2, ge=1)  # feed-forward width = ff_mult * dim
+    dropout: float = bounded(0.1, ge=0, lt=1)  # on embeddings, attention weights and block outputs
+    text_dim: int = bounded(0, ge=0)  # size of pretrained item text embeddings; 0 = no text input
+    label_smoothing: float = bounded(0.0, ge=0, le=1)  # of the rating-class cross-entropy
 
 
 class EarlierSlotsBlock(nn.Module):

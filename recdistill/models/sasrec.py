@@ -24,26 +24,30 @@ from torch import nn
 
 from recdistill.errors import ConfigError
 from recdistill.models.ranking_base import RankingShape
-from recdistill.models.sequence_losses import check_loss_name
+from recdistill.models.sequence_losses import NEXT_ITEM_LOSSES, check_loss_name
 from recdistill.models.sequential_base import SequentialRanker
+from recdistill.utils.config_checks import bounded, divides, value_rules
+
+#: Valid values of `layer_norm`.
+LAYER_NORMS = ("pre", "post")
 
 
+@value_rules(divides("n_heads", "dim"))
 @dataclass
 class SASRecConfig:
     """Architecture and training loss of SASRec (defaults: RecBole 1.2.1's)."""
 
     name: str = "sasrec"
-    dim: int = 64  # width of item embeddings and every slot
-    n_layers: int = 2  # self-attention blocks
-    n_heads: int = 2  # attention heads per block (must divide dim)
-    ff_mult: int = 4  # feed-forward width = ff_mult * dim
-    dropout: float = 0.5  # on embeddings, attention weights and block outputs
-    loss: str = "ce"  # ce: full softmax | sampled: softmax over n_negatives shared items | bce: one negative per slot
-    n_negatives: int = 100  # sampled loss only: uniformly drawn items shared by the batch
-    layer_norm: str = "pre"  # pre: the authors' code | post: RecBole's (see the module docstring)
-
-
-LAYER_NORMS = ("pre", "post")
+    dim: int = bounded(64, ge=1)  # width of item embeddings and every slot
+    n_layers: int = bounded(2, ge=1)  # self-attention blocks
+    n_heads: int = bounded(2, ge=1)  # attention heads per block (must divide dim)
+    ff_mult: int = bounded(4, ge=1)  # feed-forward width = ff_mult * dim
+    dropout: float = bounded(0.5, ge=0, lt=1)  # on embeddings, attention weights and block outputs
+    # ce: full softmax | sampled: softmax over n_negatives shared items | bce: one negative per slot
+    loss: str = bounded("ce", choices=NEXT_ITEM_LOSSES)
+    n_negatives: int = bounded(100, ge=1)  # sampled loss only: uniformly drawn items shared by the batch
+    # pre: the authors' code | post: RecBole's (see the module docstring)
+    layer_norm: str = bounded("pre", choices=LAYER_NORMS)
 
 
 class CausalBlock(nn.Module):

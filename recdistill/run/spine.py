@@ -18,6 +18,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from recdistill.config_schema import check_run_config
 from recdistill.distill.knowledge import TeacherKnowledge
 from recdistill.distill.objective import DistillationObjective, build_objective
 from recdistill.models.checkpoint import load_model, save_model
@@ -43,6 +44,7 @@ def timed(stage_seconds: dict[str, float], stage: str) -> Iterator[None]:
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Run the whole study for one config; returns the metrics dict also written to metrics.json."""
     started, seconds = time.time(), {}
+    check_run_config(cfg)  # every value in range, before anything is built
     device = resolve_device(cfg.device)
     task = get_task(cfg, device)
     claim_run_dir(cfg, run_dir)

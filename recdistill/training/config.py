@@ -4,21 +4,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from recdistill.utils.config_checks import bounded
+
 
 @dataclass
 class LoopConfig:
     """One training loop: budget, optimiser and early stopping."""
 
-    epochs: int = 20  # upper bound on passes over the training split
-    batch_size: int = 256
-    lr: float = 1e-3  # AdamW learning rate
-    weight_decay: float = 0.0  # AdamW decoupled weight decay
-    grad_clip: float = 1.0  # max gradient norm; 0 = off
-    patience: int = 3  # epochs without validation improvement before stopping
+    epochs: int = bounded(20, ge=1)  # upper bound on passes over the training split
+    batch_size: int = bounded(256, ge=1)  # training rows per optimiser step
+    lr: float = bounded(1e-3, gt=0)  # AdamW learning rate
+    weight_decay: float = bounded(0.0, ge=0)  # AdamW decoupled weight decay
+    grad_clip: float = bounded(1.0, ge=0, note="0 = off")  # max gradient norm; 0 = off
+    patience: int = bounded(3, ge=1)  # epochs without validation improvement before stopping
     monitor: str = "mae"  # validation metric that selects the best epoch: mae | rmse | accuracy | ndcg@10 ...
     # ranking sequence models: rows start every `sequence_stride` items, so each target reads at least
     # history_length - stride earlier items (0 = history_length: rows do not overlap)
-    sequence_stride: int = 0
+    sequence_stride: int = bounded(0, ge=0, note="0 = history_length")
 
 
 @dataclass
@@ -27,4 +29,4 @@ class TrainerConfig:
 
     teacher: LoopConfig = field(default_factory=LoopConfig)
     student: LoopConfig = field(default_factory=LoopConfig)
-    eval_batch_size: int = 4096  # rows per forward pass during evaluation and extraction
+    eval_batch_size: int = bounded(4096, ge=1)  # rows per forward pass during evaluation and extraction

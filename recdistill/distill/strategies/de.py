@@ -24,6 +24,7 @@ from torch import nn
 from recdistill.distill.knowledge import TeacherKnowledge
 from recdistill.distill.ranking_strategy import RankingStrategy
 from recdistill.models.ranking_base import RankingOutput
+from recdistill.utils.config_checks import at_most, bounded, value_rules
 
 
 def annealed_temperature(epoch: int, initial: float, final: float, anneal_epochs: int) -> float:
@@ -101,15 +102,16 @@ class ExpertMixture(nn.Module):
         return (teacher - self(student, teacher, temperature)).pow(2).sum()
 
 
+@value_rules(at_most("final_temperature", "initial_temperature"))  # the temperature cools down
 @dataclass
 class DEParams:
     """Hyperparameters of `DE` (defaults: the authors' released code)."""
 
-    n_experts: int = 30  # experts per side (users, items)
-    initial_temperature: float = 1.0  # Gumbel-softmax temperature in the first epoch
-    final_temperature: float = 1e-10  # annealed geometrically down to this (a hard choice)
-    anneal_epochs: int = 1000  # epochs over which the temperature goes from initial to final
-    topk: int = 10  # items from the teacher's top-K per user when the batch has no `pos`/`neg`
+    n_experts: int = bounded(30, ge=1)  # experts per side (users, items)
+    initial_temperature: float = bounded(1.0, gt=0)  # Gumbel-softmax temperature in the first epoch
+    final_temperature: float = bounded(1e-10, gt=0)  # annealed geometrically down to this (a hard choice)
+    anneal_epochs: int = bounded(1000, ge=1)  # epochs over which the temperature goes from initial to final
+    topk: int = bounded(10, ge=1)  # items from the teacher's top-K per user when the batch has no `pos`/`neg`
 
 
 class DE(RankingStrategy):

@@ -9,13 +9,14 @@ import torch.nn.functional as F
 
 from recdistill.distill.strategy import Strategy
 from recdistill.models.base import RatingOutput
+from recdistill.utils.config_checks import bounded
 
 
 @dataclass
 class KLParams:
     """Hyperparameters of `KL`."""
 
-    temperature: float = 2.0  # softens both distributions; the term is rescaled by T^2
+    temperature: float = bounded(2.0, gt=0)  # softens both distributions; the term is rescaled by T^2
 
 
 class KL(Strategy):

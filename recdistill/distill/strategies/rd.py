@@ -17,18 +17,19 @@ import torch.nn.functional as F
 
 from recdistill.distill.ranking_strategy import RankingStrategy
 from recdistill.models.ranking_base import RankingOutput
+from recdistill.utils.config_checks import bounded
 
 
 @dataclass
 class RDParams:
     """Hyperparameters of `RD` (defaults: the authors' released code)."""
 
-    topk: int = 10  # K, length of the teacher's list used as positives
-    lambda_: float = 1.0  # position weight sharpness: w_r ∝ exp(-r / lambda)
-    mu: float = 0.1  # ranking-discrepancy weight sharpness: tanh(mu * (student rank - r))
+    topk: int = bounded(10, ge=1)  # K, length of the teacher's list used as positives
+    lambda_: float = bounded(1.0, gt=0)  # position weight sharpness: w_r ∝ exp(-r / lambda)
+    mu: float = bounded(0.1, ge=0)  # ranking-discrepancy weight sharpness: tanh(mu * (student rank - r))
     dynamic: bool = True  # use the hybrid (position x discrepancy) weight after `dynamic_start` epochs
-    dynamic_start: int = 10  # epochs with the position weight only, before the hybrid weight
-    n_samples: int = 100  # items drawn per user and batch to estimate the student's ranks
+    dynamic_start: int = bounded(10, ge=0)  # epochs with the position weight only, before the hybrid weight
+    n_samples: int = bounded(100, ge=1)  # items drawn per user and batch to estimate the student's ranks
     renormalize: bool = False  # rescale the hybrid weights to sum to 1 per user (the code's default: no)
 
 

@@ -18,15 +18,16 @@ import torch
 
 from recdistill.distill.ranking_strategy import RankingStrategy, rank_discount_sample, sample_outside
 from recdistill.models.ranking_base import RankingOutput
+from recdistill.utils.config_checks import bounded
 
 
 @dataclass
 class RRDParams:
     """Hyperparameters of `RRD` (defaults: the authors' released code)."""
 
-    n_interesting: int = 40  # K, items drawn from the teacher's top-N per user and epoch
-    n_uninteresting: int = 40  # L, items drawn uniformly from below the top-N per user and epoch
-    temperature: float = 10.0  # P(rank r) ∝ exp(-r / temperature) for the interesting items
+    n_interesting: int = bounded(40, ge=1)  # K, items drawn from the teacher's top-N per user and epoch
+    n_uninteresting: int = bounded(40, ge=1)  # L, items drawn uniformly from below the top-N per user and epoch
+    temperature: float = bounded(10.0, gt=0)  # P(rank r) ∝ exp(-r / temperature) for the interesting items
 
 
 def relaxed_ranking_loss(interesting: torch.Tensor, uninteresting: torch.Tensor,

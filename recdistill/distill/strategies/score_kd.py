@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from recdistill.distill.ranking_strategy import RankingStrategy, sample_outside
 from recdistill.errors import ConfigError
 from recdistill.models.ranking_base import RankingOutput
+from recdistill.utils.config_checks import bounded
 
 #: Candidate sets: every item, or the teacher's top-K plus uniform samples from the rest.
 CANDIDATES = ("all", "topk_sampled")
@@ -23,10 +24,11 @@ CANDIDATES = ("all", "topk_sampled")
 class ScoreKDParams:
     """Hyperparameters of `ScoreKD`."""
 
-    temperature: float = 1.0  # softens both distributions; the term is rescaled by T^2
-    candidates: str = "all"  # "all" items, or "topk_sampled": the teacher's top-K + uniform samples
-    topk: int = 100  # topk_sampled: items from the teacher's top list
-    n_samples: int = 100  # topk_sampled: items drawn uniformly per user and batch from outside the top-K
+    temperature: float = bounded(1.0, gt=0)  # softens both distributions; the term is rescaled by T^2
+    # "all" items, or "topk_sampled": the teacher's top-K + uniform samples
+    candidates: str = bounded("all", choices=CANDIDATES)
+    topk: int = bounded(100, ge=1)  # topk_sampled: items from the teacher's top list
+    n_samples: int = bounded(100, ge=0)  # topk_sampled: items drawn per user and batch from outside the top-K
 
 
 class ScoreKD(RankingStrategy):

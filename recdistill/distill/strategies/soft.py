@@ -9,13 +9,14 @@ import torch.nn.functional as F
 
 from recdistill.distill.strategy import Strategy
 from recdistill.models.base import RatingOutput
+from recdistill.utils.config_checks import bounded
 
 
 @dataclass
 class SoftParams:
     """Hyperparameters of `Soft`."""
 
-    temperature: float = 1.0  # both distributions are softmax(logits / temperature)
+    temperature: float = bounded(1.0, gt=0)  # both distributions are softmax(logits / temperature)
 
 
 class Soft(Strategy):

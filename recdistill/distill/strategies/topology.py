@@ -21,6 +21,7 @@ from recdistill.distill.ranking_strategy import RankingStrategy
 from recdistill.distill.strategies.de import ExpertMixture, annealed_temperature
 from recdistill.errors import ConfigError
 from recdistill.models.ranking_base import RankingOutput
+from recdistill.utils.config_checks import at_most, bounded, value_rules
 
 #: HTD group-level topology: prototype-entity similarities (the code's 'second', its default) or
 #: prototype-prototype similarities ('first').
@@ -55,7 +56,7 @@ class TopologyStrategy(RankingStrategy):
 class FTDParams:
     """Hyperparameters of `FTD`."""
 
-    topk: int = 10  # items from the teacher's top-K per user when the batch has no `pos`/`neg`
+    topk: int = bounded(10, ge=1)  # items from the teacher's top-K per user when the batch has no `pos`/`neg`
 
 
 class FTD(TopologyStrategy):
@@ -82,17 +83,19 @@ class FTD(TopologyStrategy):
         return error.sum() / self.n_final(batch)
 
 
+@value_rules(at_most("final_temperature", "initial_temperature"))  # the temperature cools down
 @dataclass
 class HTDParams:
     """Hyperparameters of `HTD` (defaults: the authors' released code)."""
 
-    n_groups: int = 30  # K, groups per side (users, items): experts of the group assignment
-    alpha: float = 0.5  # loss = alpha * topology + (1 - alpha) * group assignment
-    group_topology: str = "entity"  # group level: "entity" (prototype-entity) or "prototype" (prototype-prototype)
-    initial_temperature: float = 1.0  # Gumbel-softmax temperature of the group assignment in the first epoch
-    final_temperature: float = 1e-10  # annealed geometrically down to this
-    anneal_epochs: int = 100  # epochs over which the temperature goes from initial to final
-    topk: int = 10  # items from the teacher's top-K per user when the batch has no `pos`/`neg`
+    n_groups: int = bounded(30, ge=1)  # K, groups per side (users, items): experts of the group assignment
+    alpha: float = bounded(0.5, ge=0, le=1)  # loss = alpha * topology + (1 - alpha) * group assignment
+    # group level: "entity" (prototype-entity) or "prototype" (prototype-prototype)
+    group_topology: str = bounded("entity", choices=GROUP_TOPOLOGIES)
+    initial_temperature: float = bounded(1.0, gt=0)  # group-assignment Gumbel-softmax temperature in the first epoch
+    final_temperature: float = bounded(1e-10, gt=0)  # annealed geometrically down to this
+    anneal_epochs: int = bounded(100, ge=1)  # epochs over which the temperature goes from initial to final
+    topk: int = bounded(10, ge=1)  # items from the teacher's top-K per user when the batch has no `pos`/`neg`
 
 
 class HTD(TopologyStrategy):
