@@ -181,19 +181,24 @@ def test_bad_cold_configs_are_rejected(data: RecData, cfg: object, match: str) -
         make_split(data.interactions, cfg, seed=0, items=data.items)
 
 
-def test_split_key_of_old_splits_is_unchanged_and_each_kind_keys_only_its_fields() -> None:
-    # computed by the code before per-kind schemas (the first four before the cold splits): cached splits stay valid
-    assert split_key(MOVIELENS, ChronoRatioSplit(), 0) == "1fb967850d48821c"
-    assert split_key(MOVIELENS, LeaveOneOutSplit(), 0) == "be6899b51e32a202"
-    assert split_key(MOVIELENS, RandomRatioSplit(), 0) == "9bcf8d77564907fc"
+def test_split_keys_are_pinned_and_each_kind_keys_only_its_fields() -> None:
+    # pinned so that a change of key is always on purpose; an old flat record keys as its kind
+    assert split_key(MOVIELENS, ChronoRatioSplit(), 0) == "5ab8591cfcac156b"
+    assert split_key(MOVIELENS, LeaveOneOutSplit(), 0) == "3aeb635595bcec8d"
+    assert split_key(MOVIELENS, RandomRatioSplit(), 0) == "21aa90ad0f965a77"
     synthetic = {"name": "synthetic", "min_user_interactions": 5, "synthetic": {
         "n_users": 300, "n_items": 200, "interactions_per_user": 40, "n_factors": 8, "popularity_skew": 1.0,
         "noise": 0.5}}
-    assert split_key(synthetic, ChronoRatioSplit(), 0) == "0fd01e25bf60f915"
-    assert split_key(MOVIELENS, {**FLAT, "support_size": 1, "test_items": 0.5}, 0) == "1fb967850d48821c"
-    assert split_key(MOVIELENS, COLD_USER, 0) == "e76ab474494194a6"
-    assert split_key(MOVIELENS, DOMAIN, 0) == "16d02bdbca1403f9"
-    assert split_key(MOVIELENS, DomainTimeSplit(), 0) == "24f573763dd35100"
+    assert split_key(synthetic, ChronoRatioSplit(), 0) == "4dda00f5737eb8f0"
+    assert split_key(synthetic, ChronoRatioSplit(), 1) != split_key(synthetic, ChronoRatioSplit(), 0)  # generated
+    assert split_key(MOVIELENS, {**FLAT, "support_size": 1, "test_items": 0.5}, 0) == "5ab8591cfcac156b"
+    assert split_key(MOVIELENS, COLD_USER, 0) == "901cdeaad437135a"
+    assert split_key(MOVIELENS, DOMAIN, 0) == "fcff533e37159235"
+    assert split_key(MOVIELENS, DomainTimeSplit(), 0) == "e74ad13f17fd7293"
+    # where the files came from does not change the data; a local folder, or any other option, does
+    assert split_key({**MOVIELENS, "cache_dir": "/elsewhere", "source": "recbole"}, ChronoRatioSplit(), 0) == "5ab8591cfcac156b"
+    assert split_key({**MOVIELENS, "source": "local", "local_dir": "/data/ml"}, ChronoRatioSplit(), 0) != "5ab8591cfcac156b"
+    assert split_key({**MOVIELENS, "min_user_interactions": 6}, ChronoRatioSplit(), 0) != "5ab8591cfcac156b"
 
     def key(cfg: object, seed: int = 0) -> str:
         return split_key(MOVIELENS, cfg, seed)

