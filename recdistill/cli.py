@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
-import traceback
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from recdistill.errors import RecdistillError
+from recdistill.errors import ConfigError, RecdistillError
 
 log = logging.getLogger("recdistill")
 
@@ -76,43 +76,76 @@ def completed_metrics(run_dir: Path, cfg: Any) -> dict | None:
 
 
 def train_command(args: list[str]) -> None:
-    """Compose the config with Hydra and run the pipeline for each job."""
+    """Compose the config with Hydra and run the pipeline for each job. Every configuration error,
+    Hydra's (unknown key or option, wrong type, bad override) and recdistill's, leaves as one
+    message with exit code 2; any other crash keeps its traceback."""
     import hydra
     from hydra.core.hydra_config import HydraConfig
+    from hydra.errors import HydraException
     from omegaconf import DictConfig
+    from omegaconf.errors import OmegaConfBaseException
 
     from recdistill.config_schema import register_schemas
+    from recdistill.run import sweep
     from recdistill.run.spine import run
-    from recdistill.utils.atomic import write_json
 
     register_schemas()
+    sweep.register_resolver()
+    crashes: list[BaseException] = []  # raised inside a job: never a composition error, whatever its type
 
     @hydra.main(version_base=None, config_path=str(config_dir()), config_name="config")
     def train_job(cfg: DictConfig) -> float | None:
         run_dir = Path(HydraConfig.get().runtime.output_dir)
-        sweep = HydraConfig.get().mode.name == "MULTIRUN"
-        done = completed_metrics(run_dir, cfg)
-        if done is not None:
-            log.info("%s already holds complete results for this config; skipping", run_dir)
-            return objective_value(done, cfg)
+        in_sweep = HydraConfig.get().mode.name == "MULTIRUN"
         try:
-            metrics = run(cfg, run_dir)
+            done = completed_metrics(run_dir, cfg)
+            if done is not None:
+                log.info("%s already holds complete results for this config; skipping", run_dir)
+            value = objective_value(done if done is not None else run(cfg, run_dir), cfg)
         except Exception as error:  # noqa: BLE001 - in a sweep one failed job must not stop the others
-            if not sweep:
+            crashes.append(error)
+            if in_sweep:
                 if isinstance(error, RecdistillError):
-                    log.error("%s", error)
-                    raise SystemExit(2) from None
-                raise
-            log.exception("job failed; the sweep goes on")
-            write_json(run_dir / "error.json", {"error": type(error).__name__, "message": str(error),
-                                                "traceback": traceback.format_exc()})
-            return None
-        (run_dir / "error.json").unlink(missing_ok=True)
-        return objective_value(metrics, cfg)
+                    log.error("job failed: %s; the sweep goes on", error)
+                else:
+                    log.exception("job failed; the sweep goes on")
+                sweep.record_outcome(run_dir, "failed", error)
+                return None  # the Optuna sweeper marks the trial failed and asks for the next one
+            if isinstance(error, RecdistillError):
+                log.error("%s", error)  # also into the run's run.log
+                raise SystemExit(2) from None
+            raise
+        if in_sweep:
+            sweep.record_outcome(run_dir, "done" if done is None else "skipped")
+        return value
 
     Path("outputs").mkdir(exist_ok=True)  # the Optuna sweeper's SQLite study lives there
     sys.argv = ["recdistill train", *_resume_arguments(args)]
-    train_job()
+    full_error = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises its errors instead of printing them and exiting 1
+    try:
+        train_job()
+    except (HydraException, OmegaConfBaseException) as error:
+        if any(error is crash for crash in crashes):
+            raise
+        raise ConfigError(hydra_error_message(error)) from None
+    finally:
+        if full_error is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = full_error
+
+
+def hydra_error_message(error: Exception) -> str:
+    """Hydra's message for a composition error, with the OmegaConf error behind it (key, value,
+    type); without the config search path, and without Hydra's hint to add the key with `+`
+    (for a misspelt key it would add a key that nothing reads)."""
+    message = str(error).split("\nConfig search path:")[0]
+    lines = [line for line in message.strip().splitlines() if not line.startswith("To append to your config use")]
+    cause = error.__cause__
+    if cause is not None and str(cause).strip() and str(cause) not in message:
+        lines.append(str(cause).strip())
+    return "\n".join(lines)
 
 
 def objective_value(metrics: dict, cfg: "DictConfig") -> float:

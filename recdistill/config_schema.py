@@ -13,7 +13,7 @@ declare (`recdistill.utils.config_checks`), choices, distillation terms and the 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -25,6 +25,7 @@ from recdistill.data.split_config import SPLIT_SCHEMAS, to_split_config
 from recdistill.distill.config import DistillConfig
 from recdistill.distill.objective import check_distill_config
 from recdistill.errors import ConfigError
+from recdistill.evaluation.metrics import higher_is_better
 from recdistill.evaluation.config import EVALUATOR_SCHEMAS, check_evaluator_config, to_evaluator_config
 from recdistill.models.registry import get_model_class, model_classes
 from recdistill.tasks.base import task_classes
@@ -79,15 +80,45 @@ def check_run_config(cfg: DictConfig | RunConfig) -> RunConfig:
     of a single message; then the task, the split kind, the evaluator's and transfer's choices, the
     distillation terms (keys, types, domains) and the device (known, and present on this machine)."""
     run = cfg if isinstance(cfg, RunConfig) else _typed(cfg)
+    if not isinstance(cfg, RunConfig):
+        _check_known_keys(OmegaConf.to_container(cfg, resolve=True), run)
     raise_violations(find_violations(run))
     if run.task not in task_classes():
         raise ConfigError(f"task={run.task!r} must be one of {', '.join(sorted(task_classes()))}")
+    _check_models_and_monitors(run)
     to_split_config(run.split)
     check_evaluator_config(run.evaluator)
     check_transfer_config(run.transfer)
     check_distill_config(run.distill, task=run.task)
     resolve_device(run.device)
     return run
+
+
+def _check_known_keys(raw: Any, typed: Any, prefix: str = "") -> None:
+    """ConfigError naming a key of the composed config that its schema does not have (e.g. added
+    with Hydra's `+key=value`, which bypasses the schema), with the valid keys."""
+    if not (is_dataclass(typed) and isinstance(raw, Mapping)):
+        return
+    names = [f.name for f in fields(typed)]
+    unknown = sorted(set(raw) - set(names))
+    if unknown:
+        raise ConfigError(f"{prefix}{unknown[0]} is not a key of {prefix.rstrip('.') or 'the config'}; valid: "
+                          f"{', '.join(names)}")
+    for name in names:
+        if name != "terms":  # distill.terms: checked per strategy by check_distill_config
+            _check_known_keys(raw.get(name), getattr(typed, name), f"{prefix}{name}.")
+
+
+def _check_models_and_monitors(run: RunConfig) -> None:
+    """The teacher and student are models of the run's task; each loop monitors a metric of it."""
+    base = task_classes()[run.task].model_base
+    valid = sorted(name for name, cls in model_classes().items() if issubclass(cls, base))
+    for role in ("teacher", "student") if run.students else ("teacher",):
+        name = getattr(run, role).name
+        if not issubclass(get_model_class(name), base):
+            raise ConfigError(f"{role}.name={name!r} is not a model of the {run.task} task; valid: {', '.join(valid)}")
+    for role in ("teacher", "student"):
+        higher_is_better(getattr(run.trainer, role).monitor, task=run.task, source=f"trainer.{role}.monitor")
 
 
 def _typed(cfg: DictConfig) -> RunConfig:

@@ -1,7 +1,11 @@
 """The `recdistill` command: subcommands, help and clean errors."""
 
+import logging
+import os
 import subprocess
 import sys
+
+import pytest
 
 
 def cli(*args, cwd):
@@ -43,3 +47,43 @@ def test_train_help_shows_the_config_groups(tmp_path):
     assert result.returncode == 0
     for group in ("dataset", "teacher", "student", "distill", "split", "trainer", "evaluator"):
         assert group in result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["trainer.student.lrr=1"], "Key 'lrr' not in"),  # unknown key
+    (["teacher=nope"], "Could not find 'teacher/nope'"),  # unknown group option
+    (["-m", "seed=1,abc"], "could not be converted to Integer"),  # wrong type, in a sweep (-m comes first)
+])
+def test_a_composition_error_exits_2_with_one_message(tmp_path, args, message):
+    result = cli("train", *args, "+experiment=synthetic_kd", f"hydra.run.dir={tmp_path / 'run'}",
+                 f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert message in result.stderr and result.stderr.startswith("error: ")
+    assert "Traceback" not in result.stderr and "Config search path" not in result.stderr
+    assert not (tmp_path / "run").exists()  # no job ran (a sweep folder holds at most Hydra's multirun.yaml)
+    assert not [path for path in tmp_path.glob("sweep/*") if path.is_dir()]
+
+
+def test_a_crash_inside_a_job_keeps_its_exception_even_when_it_comes_from_omegaconf(tmp_path, monkeypatch):
+    """A pipeline bug that raises an OmegaConf error is a crash (traceback, non-zero exit), not a
+    configuration error: only errors of composition exit 2."""
+    from omegaconf.errors import ConfigKeyError
+
+    from recdistill.cli import main
+    from recdistill.run import spine
+
+    def buggy_run(cfg, run_dir):
+        raise ConfigKeyError("Key 'no_such_key' is not in struct")
+
+    monkeypatch.setattr(spine, "run", buggy_run)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", list(sys.argv))
+    root = logging.getLogger()
+    handlers, level, environment = list(root.handlers), root.level, dict(os.environ)
+    try:
+        with pytest.raises(ConfigKeyError, match="no_such_key"):
+            main(["train", "+experiment=synthetic_kd", "hydra.run.dir=run", f"cache_dir={tmp_path / 'cache'}"])
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    assert dict(os.environ) == environment  # HYDRA_FULL_ERROR is set only while Hydra runs

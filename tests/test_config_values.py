@@ -311,3 +311,22 @@ def test_every_numeric_field_of_every_registered_schema_declares_a_domain() -> N
             if numeric and f.name not in declared and f"{schema.__name__}.{f.name}" not in FREE:
                 missing.append(f"{schema.__qualname__}.{f.name}")
     assert missing == []
+
+
+KD = ["+experiment=synthetic_kd"]
+# (overrides, the start of the message): what the schema cannot catch at composition
+MISMATCHES = [
+    (KD + ["+split.support_size=3"], "split.support_size is not a key of split; valid: name, ratios"),
+    (KD + ["+trainer.student.lrr=1"], "trainer.student.lrr is not a key of trainer.student; valid: epochs,"),
+    (RANK + ["+evaluator.kss=[5]"], "evaluator.kss is not a key of evaluator; valid: name, history_length,"),
+    (KD + ["+transfer.foo=1"], "transfer.foo is not a key of transfer; valid: mode,"),
+    (KD + ["student=sasrec_small"], "student.name='sasrec' is not a model of the rating task; valid: biased_mf,"),
+    (["task=ranking", "evaluator=ranking", "trainer=ranking_debug", "distill=rrd", "teacher=biased_mf",
+      "student=bpr_mf_small"], "teacher.name='biased_mf' is not a model of the ranking task; valid: bpr_mf,"),
+    (KD + ["trainer.student.monitor=ndcg@10"], "unknown metric 'ndcg@10' (trainer.student.monitor)"),
+]
+
+
+@pytest.mark.parametrize("overrides, message", MISMATCHES, ids=[" ".join(o[-1:]) for o, _ in MISMATCHES])
+def test_keys_models_and_monitors_that_do_not_fit_the_run_are_refused(overrides: list[str], message: str) -> None:
+    assert first_line(overrides).startswith(message)

@@ -93,7 +93,7 @@ def test_bad_config_value_is_a_clean_error(tmp_path):
                  cache=tmp_path / "cache")
     assert result.returncode == 2
     output = " ".join((result.stdout + result.stderr).split())
-    assert "task 'regression' unknown; valid: ['ranking', 'rating']" in output
+    assert "task='regression' must be one of ranking, rating" in output
     assert "Traceback" not in result.stderr
 
 

@@ -50,8 +50,11 @@ ALLOWED: dict[tuple[str, str], str] = {
                                                        f"{_HELP} torch",
     ("recdistill/cli.py", "recdistill.run.spine"): "`train` only; the spine is the whole training stack: "
                                                    f"{_HELP} torch",
-    ("recdistill/cli.py", "recdistill.utils.atomic"): "`train` only (error.json of a failed sweep job); at the top "
-                                                      "it would load pandas for `--help`",
+    ("recdistill/cli.py", "hydra.errors"): f"Hydra, only for `train` (its composition errors); {_HELP} hydra",
+    ("recdistill/cli.py", "omegaconf.errors"): "only `train` sorts configuration errors from crashes; keeps "
+                                               "`--help` and `compare` free of omegaconf",
+    ("recdistill/cli.py", "recdistill.run.sweep"): "`train` only (sweep bookkeeping: Hydra callback, outcomes); at "
+                                                   f"the top it would load hydra and pandas; {_HELP} hydra",
     ("recdistill/cli.py", "recdistill.data.loading"): "`data` only; at the top it would load pandas and omegaconf "
                                                       "for `--help`",
     ("recdistill/cli.py", "recdistill.data.readers.registry"): "`data` only; at the top it would load pandas and "

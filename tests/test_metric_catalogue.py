@@ -70,12 +70,12 @@ def test_built_in_metadata():
 
 
 def test_task_order_and_headlines_are_as_reported():
-    assert [m.name for m in metrics_for("rating")][:3] == ["accuracy", "mae", "rmse"]
-    assert [m.name for m in metrics_for("ranking")][:7] == ["hr", "ndcg", "recall", "precision", "mrr", "map",
-                                                            "coverage"]
+    built_in = lambda task: [m.name for m in metrics_for(task) if m.name in BUILT_IN]  # noqa: E731 (new files may add)
+    assert built_in("rating") == ["accuracy", "mae", "rmse"]
+    assert built_in("ranking") == ["hr", "ndcg", "recall", "precision", "mrr", "map", "coverage"]
     assert headline_columns("rating", 10) == ["accuracy", "mae", "rmse"]
     assert headline_columns("ranking", 10) == ["ndcg@10", "hr@10", "recall@10", "mrr@10"]
-    names = [c.name for c in columns_for("ranking", (5, 10))]
+    names = [c.name for c in columns_for("ranking", (5, 10)) if c.metric.name in BUILT_IN]
     assert names[:7] == ["hr@5", "ndcg@5", "recall@5", "precision@5", "mrr@5", "map@5", "hr@10"]
     assert names[-2:] == ["coverage@5", "coverage@10"]  # list-level metrics come last
 

@@ -70,7 +70,7 @@ def test_per_user_metrics_hand_computed() -> None:
         # MAP@5: A unchanged; B: (1 / min(4, 5)) * (P@1 + P@3 + P@4) = (1/4)(1 + 2/3 + 3/4)
         "map@5": [(1 / 2) * (1 / 3), (1 / 4) * (1 + 2 / 3 + 3 / 4), 0],
     }
-    assert set(got) == set(expected)
+    assert set(expected) <= set(got)  # every built-in metric; a metric file added later may add more
     for name, values in expected.items():
         assert got[name].dtype == torch.float64
         assert got[name].tolist() == pytest.approx(values), name

@@ -41,7 +41,8 @@ def test_rating_metrics_uses_argmax_plus_one_and_point_estimate() -> None:
     estimate = torch.tensor([4.5, 2.5, 4.0])
     true = torch.tensor([5.0, 2.0, 3.0])
     metrics = rating_metrics(logits, estimate, true)
-    assert metrics == pytest.approx({"accuracy": 2 / 3, "mae": 2 / 3, "rmse": math.sqrt(0.5)})
+    expected = {"accuracy": 2 / 3, "mae": 2 / 3, "rmse": math.sqrt(0.5)}
+    assert {name: metrics[name] for name in expected} == pytest.approx(expected)  # later metric files may add more
 
 
 def test_per_user_rating_metrics_one_row_per_user() -> None:
@@ -63,7 +64,7 @@ def test_per_user_rating_metrics_one_row_per_user() -> None:
             "rmse": [math.sqrt(2.0), math.sqrt(5 / 3)],
         }
     )
-    pd.testing.assert_frame_equal(frame, expected, check_dtype=False)
+    pd.testing.assert_frame_equal(frame[list(expected.columns)], expected, check_dtype=False)  # later files may add
 
 
 def test_per_user_metrics_agree_with_global_metrics_for_one_user() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from recdistill.data.duplicates import DUPLICATE_POLICIES
 from recdistill.utils.config_checks import bounded
 
 
@@ -14,3 +15,5 @@ class DatasetConfig:
     name: str = "???"  # the reader (a module of recdistill/data/readers/); "???" is OmegaConf's "must be given"
     cache_dir: str = "~/.cache/recdistill"  # downloads and derived files live here
     min_user_interactions: int = bounded(5, ge=0)  # users with fewer interactions are dropped
+    # repeated (user, item) pairs: keep_last (each pair's latest) | keep_all | error (see data/duplicates.py)
+    duplicates: str = bounded("keep_last", choices=DUPLICATE_POLICIES)

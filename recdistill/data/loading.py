@@ -11,6 +11,7 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from recdistill.data.config import DatasetConfig
+from recdistill.data.duplicates import resolve_duplicates
 from recdistill.data.readers.registry import dataset_config, get_reader
 from recdistill.data.tables import RecData
 from recdistill.errors import ConfigError
@@ -26,6 +27,7 @@ def load_dataset(cfg: DatasetConfig | Mapping[str, Any] | DictConfig, seed: int 
         raise ConfigError(f"dataset.min_user_interactions={typed.min_user_interactions} must be >= 0")
     data = get_reader(typed.name).read(typed, seed)
     data.check()
+    data = resolve_duplicates(data, typed.duplicates)
     return filter_min_user_interactions(data, typed.min_user_interactions)
 
 
@@ -80,6 +82,7 @@ def describe(data: RecData) -> dict[str, Any]:
         "rating_histogram": histogram,
         "time_span": _time_span(inter["timestamp"].to_numpy()) if data.has_timestamp else None,
         "side_tables": {"items": data.items is not None, "users": data.users is not None},
+        "duplicates": data.report.get("duplicates"),
     }
 
 

@@ -21,21 +21,20 @@ import hashlib
 import json
 import logging
 import re
-from dataclasses import asdict, dataclass, fields, is_dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Optional
 
 import pandas as pd
-from omegaconf import OmegaConf
 
 from recdistill.data.config import DatasetConfig
 from recdistill.data.split_config import (ChronoRatioSplit, ColdItemSplit, ColdUserSplit, DomainGenreSplit,
                                           DomainTimeSplit, LeaveOneOutSplit, RandomRatioSplit, to_split_config)
 from recdistill.data.cold_splits import make_cold_split
-from recdistill.data.readers.registry import get_reader
+from recdistill.data.readers.registry import dataset_config, get_reader
 from recdistill.data.split_rules import (PARTS, Split, chrono_ratio_split, leave_one_out_split, random_ratio_split,
                                          with_row)
-from recdistill.errors import ConfigError, DataError
+from recdistill.errors import DataError
 from recdistill.utils.atomic import write_json, write_parquet
 
 log = logging.getLogger(__name__)
@@ -95,21 +94,9 @@ def make_split(interactions: pd.DataFrame, cfg: Any, seed: int, items: pd.DataFr
     return split
 
 
-def _plain(cfg: Any) -> dict[str, Any]:
-    """A config (dataclass, OmegaConf node or mapping) as a plain dict."""
-    if is_dataclass(cfg):
-        return asdict(cfg)
-    if isinstance(cfg, Mapping):
-        return {k: _plain(v) if isinstance(v, Mapping) else v for k, v in cfg.items()}
-    try:
-        return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
-    except ValueError as exc:
-        raise ConfigError(f"cannot read config of type {type(cfg).__name__}") from exc
-
-
 def split_key(dataset_cfg: DatasetConfig | Any, split_cfg: Any, seed: int) -> str:
     """16 hex chars of the sha256 of everything that determines the split (split_cfg: as make_split takes it)."""
-    data, split = _plain(dataset_cfg), to_split_config(split_cfg)
+    data, split = asdict(dataset_config(dataset_cfg)), to_split_config(split_cfg)  # defaults filled in
     determined: dict[str, Any] = {"version": RULES_VERSION, "dataset": data["name"],
                                   "data": get_reader(data["name"]).data_key(data, seed),
                                   **SPLIT_KINDS[split.name].key(split, seed)}

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,6 +27,7 @@ class RecData:
         None when the dataset has no user table.
     user_ids / item_ids: numpy arrays of str, the raw id of each internal id exactly as the source
         wrote it ("005" and "5" are different ids); internal id k is position k.
+    report: what loading found and did, for the data report (e.g. repeated pairs and the policy).
     """
 
     name: str
@@ -34,6 +36,7 @@ class RecData:
     users: pd.DataFrame | None
     user_ids: np.ndarray
     item_ids: np.ndarray
+    report: dict[str, Any] = field(default_factory=dict)  # what loading found and did (e.g. duplicates)
 
     @property
     def n_users(self) -> int:

@@ -102,7 +102,7 @@ def _student_pairs(runs: tuple[str, ...], metric: str, per_user: PerUser) -> pd.
     parts = []
     for run in runs:
         table = per_user(run)
-        if table is None:
+        if table is None or metric not in table:  # a run of another task has other metrics
             continue
         distilled = table.loc[table["role"] == "student_kd", ["user", metric]]
         alone = table.loc[table["role"] == "student", ["user", metric]]
@@ -116,7 +116,7 @@ def _by_seed_and_user(runs: list[str], role: str, seeds: dict[str, Any], metric:
     parts = []
     for run in runs:
         table = per_user(run)
-        if table is not None:
+        if table is not None and metric in table:
             part = table.loc[table["role"] == role, ["user", metric]].copy()
             part["seed"] = seeds[run]
             parts.append(part)

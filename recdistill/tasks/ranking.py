@@ -15,11 +15,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import pandas as pd
 import torch
 from torch import nn
 
+from recdistill.data.duplicates import repeat_conflicts
 from recdistill.data.ranking_data import RankingData
 from recdistill.data.split_cache import load_or_make_split
+from recdistill.data.splits import Split
 from recdistill.distill.extract import load_or_extract, per_user_knowledge
 from recdistill.distill.knowledge import TeacherKnowledge
 from recdistill.distill.objective import DistillationObjective
@@ -48,6 +51,19 @@ class RankingRun(TaskData):
     candidates: dict[str, torch.Tensor]  # split -> item pool ranked over (cold-item splits); absent = all items
 
 
+def check_no_masked_repeats(split: Split) -> None:
+    """ConfigError when a held-out item is also in the user's input history (repeats kept by
+    `dataset.duplicates=keep_all`): the masked history would remove it from the user's ranking."""
+    test = repeat_conflicts(pd.concat([split.train, split.valid]), split.test)
+    valid = repeat_conflicts(split.train, split.valid)
+    if test or valid:
+        raise ConfigError(f"{test} test users and {valid} validation users have a held-out item that is also in "
+                          "their input history (repeats kept by dataset.duplicates=keep_all); "
+                          "evaluator.mask_history=true removes it from their ranking, so they could never hit it. "
+                          "Set dataset.duplicates=keep_last (each pair's latest interaction) or "
+                          "evaluator.mask_history=false (recommending seen items again)")
+
+
 class RankingTask(Task):
     """Top-K recommendation (see the module docstring)."""
 
@@ -59,6 +75,8 @@ class RankingTask(Task):
     def prepare(self, run_dir: Path) -> RankingRun:
         cfg = self.cfg
         data, split, key = load_or_make_split(cfg.dataset, self.split, cfg.seed, self.cache_dir, run_dir)
+        if self.evaluator.mask_history:
+            check_no_masked_repeats(split)
         frames = {"train": split.train, "valid": split.valid, "test": split.test}
         lists = RankingData(frames, data.n_users, data.n_items, self.evaluator.history_length)
         shape = RankingShape(n_users=data.n_users, n_items=data.n_items, max_length=self.evaluator.history_length)
