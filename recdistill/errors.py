@@ -19,5 +19,9 @@ class DownloadError(RecdistillError):
     """A dataset could not be obtained; the message says how to provide it by hand."""
 
 
+class StorageError(RecdistillError):
+    """A file could not be written (disk full, read-only or no permission); nothing was half-written."""
+
+
 class DependencyError(RecdistillError):
     """An optional package is not installed; the message gives the pip command."""
