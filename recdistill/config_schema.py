@@ -111,12 +111,12 @@ def _check_known_keys(raw: Any, typed: Any, prefix: str = "") -> None:
 
 def _check_models_and_monitors(run: RunConfig) -> None:
     """The teacher and student are models of the run's task; each loop monitors a metric of it."""
-    base = task_classes()[run.task].model_base
-    valid = sorted(name for name, cls in model_classes().items() if issubclass(cls, base))
+    task = task_classes()[run.task]
     for role in ("teacher", "student") if run.students else ("teacher",):
         name = getattr(run, role).name
-        if not issubclass(get_model_class(name), base):
-            raise ConfigError(f"{role}.name={name!r} is not a model of the {run.task} task; valid: {', '.join(valid)}")
+        if not issubclass(get_model_class(name), task.model_base):
+            raise ConfigError(f"{role}.name={name!r} is not a model of the {run.task} task; "
+                              f"valid: {', '.join(task.model_names())}")
     for role in ("teacher", "student"):
         higher_is_better(getattr(run.trainer, role).monitor, task=run.task, source=f"trainer.{role}.monitor")
 

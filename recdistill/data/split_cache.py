@@ -30,7 +30,7 @@ def load_or_make_split(dataset_cfg: Any, split_cfg: Any, seed: int, cache_dir: P
     """(data, split, split key): the dataset, and its split made or reused from
     `<cache_dir>/splits/<key>/`; writes `split.json` (key, path, settings, sizes) into `run_dir`."""
     data = load_dataset(dataset_cfg, seed=seed)
-    key = split_key(_plain(dataset_cfg), _plain(split_cfg), seed)
+    key = split_key(dataset_cfg, split_cfg, seed)  # takes config nodes, dataclasses or mappings
     split_dir = cache_dir / "splits" / key
     if (split_dir / "split.json").exists():  # written last by save_split: the entry is complete
         split = load_split(split_dir)

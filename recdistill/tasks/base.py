@@ -32,7 +32,7 @@ from recdistill.distill.objective import DistillationObjective, build_objective
 from recdistill.errors import ConfigError
 from recdistill.evaluation.config import to_evaluator_config
 from recdistill.evaluation.result import RoleResult
-from recdistill.models.registry import build_model, model_classes
+from recdistill.models.registry import build_model, get_model_class, model_classes
 from recdistill.transfer.protocols import TransferContext
 
 
@@ -76,15 +76,20 @@ class Task(abc.ABC):
 
     def new_model(self, model_cfg: Any, data: TaskData, seed: int) -> nn.Module:
         """A freshly initialised model (seeded), with the side information it declares wired in."""
+        name = str(model_cfg["name"])
+        if not issubclass(get_model_class(name), self.model_base):  # before building it for another task's data
+            raise ConfigError(f"model {name!r} does not apply to the {self.name} task; "
+                              f"valid: {', '.join(self.model_names())}")
         torch.manual_seed(seed)
         model = build_model(model_cfg, data.shape)
-        if not isinstance(model, self.model_base):
-            valid = sorted(name for name, cls in model_classes().items() if issubclass(cls, self.model_base))
-            raise ConfigError(f"model {model.config.name!r} does not apply to the {self.name} task; "
-                              f"valid: {', '.join(valid)}")
         wire_side_inputs(model, data.data, self.cache_dir)
         self.after_load(model, data)
         return model
+
+    @classmethod
+    def model_names(cls) -> list[str]:
+        """Names of the registered models of this task, sorted."""
+        return sorted(name for name, model_class in model_classes().items() if issubclass(model_class, cls.model_base))
 
     def after_load(self, model: nn.Module, data: TaskData) -> None:
         """Restore what a checkpoint does not hold (ranking: counts and graphs from the training split)."""
