@@ -270,3 +270,14 @@ def test_directions_headlines_and_pairing_come_from_the_metric_catalogue():
     assert DEFAULT_METRICS == "accuracy, mae, rmse for rating; ndcg@10, hr@10, recall@10, mrr@10 for ranking"
     assert [is_per_user(c) for c in ("mae", "map@20", "coverage@10", "params", "unknown")] == [
         True, True, False, False, False]
+
+
+def test_a_run_repeating_another_runs_config_and_seed_counts_once(tmp_path, caplog):
+    from recdistill.reporting.runs import load_runs
+
+    for name, seed in (("a", 0), ("b", 1), ("c", 0)):  # c repeats a: same config, same seed
+        write_run(tmp_path / name, seed=seed, config=base_config(seed, "kl", tmp_path / "same"))
+    runs = load_runs([tmp_path])
+    assert sorted(runs.configs) == [str(tmp_path / "a"), str(tmp_path / "b")]
+    assert sorted(runs.rows.loc[runs.rows["role"] == "student_kd", "seed"]) == [0, 1]
+    assert "repeat the config and seed of another run" in caplog.text and str(tmp_path / "c") in caplog.text

@@ -184,7 +184,28 @@ def load_runs(paths: list[Path], split: str = "test") -> RunSet:
             rows = [r for r in rows if r["run"] != run]
     if not rows:
         raise RecdistillError(f"compare: no readable metrics.json below {[str(p) for p in paths]}")
+    repeats = repeated_runs(configs)
+    if repeats:
+        log.warning("compare: %d run(s) repeat the config and seed of another run and are left out, so that no "
+                    "seed counts twice: %s", len(repeats), ", ".join(sorted(repeats)))
+        rows = [row for row in rows if row["run"] not in repeats]
+        configs = {run: config for run, config in configs.items() if run not in repeats}
     return RunSet(pd.DataFrame(rows), configs, failures)
+
+
+def repeated_runs(configs: dict[str, dict[str, Any]]) -> set[str]:
+    """Runs whose config (keys that tell runs apart, seed included) equals that of a run earlier in
+    path order, e.g. a sweep job run again under differently spelt overrides."""
+    seen: set[str] = set()
+    repeats = set()
+    for run in sorted(configs):
+        kept = {k: v for k, v in configs[run].items() if not ignored(k)}
+        identity = json.dumps([kept, configs[run].get("seed"), configs[run].get("teacher_seed")], sort_keys=True,
+                              default=str)
+        if identity in seen:
+            repeats.add(run)
+        seen.add(identity)
+    return repeats
 
 
 def _priority(key: str) -> tuple[bool, int, str]:
