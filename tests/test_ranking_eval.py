@@ -10,13 +10,14 @@ import torch
 from torch import nn
 
 from recdistill.data.ranking_data import RankingData
+from recdistill.data.tie_keys import TieKeys
 from recdistill.evaluation.ranking_eval import (
     TopK,
     evaluate_ranking,
     full_ranking_topk,
     sample_negatives,
     sampled_ranking_topk,
-    stable_topk,
+    tie_topk,
     topk_frame,
 )
 from recdistill.models.ranking_base import RankingModel, RankingOutput
@@ -76,13 +77,18 @@ def input_items(split: str, user: int) -> set[int]:
     return {item for name in reads for item in SPLITS[name].get(user, [])}
 
 
-def reference_topk(model: TableModel, split: str, k: int, mask: bool) -> list[list[int]]:
-    """Dense brute force: each user's items by (score desc, id asc), history dropped when `mask`."""
-    table = model.table.detach()
+def tie_key(data: RankingData, user: int, item: int) -> int:
+    return int(data.ties.pairs(torch.tensor([user]), torch.tensor([item]))[0, 0])
+
+
+def reference_topk(model: TableModel, split: str, k: int, mask: bool, data: RankingData | None = None
+                   ) -> list[list[int]]:
+    """Dense brute force: each user's items by (score desc, tie key desc), history dropped when `mask`."""
+    table, data = model.table.detach(), data or make_data()
     result = []
     for user in range(N_USERS):
         items = [i for i in range(N_ITEMS) if not (mask and i in input_items(split, user))]
-        items.sort(key=lambda i: (-table[user, i].item(), i))
+        items.sort(key=lambda i: (-table[user, i].item(), -tie_key(data, user, i)))
         result.append((items + [-1] * k)[:k])
     return result
 
@@ -118,19 +124,37 @@ def test_topk_independent_of_item_chunk_and_batch_size() -> None:
     assert expected.items.dtype == torch.int64 and expected.scores.dtype == torch.float32
 
 
-def test_ties_break_by_item_id_whatever_the_chunking() -> None:
+def test_ties_follow_the_tie_key_whatever_the_chunking() -> None:
     data, model = make_data(), TableModel(torch.zeros(N_USERS, N_ITEMS))
+    reference = reference_topk(model, "valid", 4, mask=True, data=data)
+    assert reference[0] != [2, 3, 4, 5] or reference[2] != [0, 4, 5, 6]  # not the order of internal ids
     for chunk in (1, 2, 5, 100):
-        topk = full_ranking_topk(model, data, "valid", 4, users=torch.tensor([0, 2]), item_chunk=chunk,
-                                 device="cpu")
-        # user 0 has items 0, 1 masked; user 2 has 1, 2, 3 masked
-        assert topk.items.tolist() == [[2, 3, 4, 5], [0, 4, 5, 6]], chunk
+        for batch_size in (1, 2):
+            topk = full_ranking_topk(model, data, "valid", 4, users=torch.tensor([0, 2]), item_chunk=chunk,
+                                     batch_size=batch_size, device="cpu")
+            assert topk.items.tolist() == [reference[0], reference[2]], (chunk, batch_size)
 
 
-def test_stable_topk_lower_index_wins_ties() -> None:
-    values, index = stable_topk(torch.tensor([[1.0, 3.0, 3.0, 2.0, 3.0], [0.0, 0.0, 0.0, 0.0, 0.0]]), 2)
-    assert index.tolist() == [[1, 2], [0, 1]]
+def test_tie_topk_orders_equal_scores_by_key() -> None:
+    ties = TieKeys.by_index(5, 2, 5)
+    scores = torch.tensor([[1.0, 3.0, 3.0, 2.0, 3.0], [0.0, 0.0, 0.0, 0.0, 0.0]])
+    users, items = torch.tensor([0, 1]), torch.arange(5)
+    values, index = tie_topk(scores, 2, users, items, ties)
+    keys = ties.pairs(users, items)  # (2, 5)
+    threes = sorted([1, 2, 4], key=lambda i: -int(keys[0, i]))
+    assert index[0].tolist() == threes[:2]
+    assert index[1].tolist() == keys[1].argsort(descending=True)[:2].tolist()
     assert values.tolist() == [[3.0, 3.0], [0.0, 0.0]]
+    wide_values, wide_index = tie_topk(scores, 7, users, items, ties)  # k beyond the width: every column, sorted
+    assert wide_index[0].tolist() == threes + [3, 0]
+    assert wide_values.shape == (2, 5)
+
+
+def test_a_different_seed_orders_ties_differently() -> None:
+    """The seed enters the key: over seeds, each tied item leads some lists."""
+    scores, users, items = torch.zeros(1, 6), torch.tensor([0]), torch.arange(6)
+    leaders = {int(tie_topk(scores, 1, users, items, TieKeys.by_index(seed, 1, 6))[1][0, 0]) for seed in range(60)}
+    assert leaders == set(range(6))
 
 
 def test_nan_scores_are_an_error() -> None:

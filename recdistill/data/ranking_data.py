@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from recdistill.data.tie_keys import TieKeys
+
 #: Which splits each split's users may read as input (and have masked from their ranking).
 INPUT_SPLITS = {"train": ("train",), "valid": ("train",), "test": ("train", "valid")}
 
@@ -77,10 +79,13 @@ class InteractionLists:
 
 
 class RankingData:
-    """The split as per-user item lists, with every batch layout the ranking models read."""
+    """The split as per-user item lists, with every batch layout the ranking models read, and the
+    tie rule its top-K lists follow (`ties`; by default keys of seed 0 and raw ids "0", "1", ...)."""
 
-    def __init__(self, frames: dict[str, pd.DataFrame], n_users: int, n_items: int, max_length: int) -> None:
+    def __init__(self, frames: dict[str, pd.DataFrame], n_users: int, n_items: int, max_length: int,
+                 ties: TieKeys | None = None) -> None:
         self.n_users, self.n_items, self.max_length = n_users, n_items, max_length
+        self.ties = ties if ties is not None else TieKeys.by_index(0, n_users, n_items)
         self.lists = {name: InteractionLists.from_frame(frame, n_users) for name, frame in frames.items()}
         self.inputs = {"train": self.lists["train"], "valid": self.lists["train"],
                        "test": self.lists["train"].concat(self.lists["valid"])}

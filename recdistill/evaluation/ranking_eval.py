@@ -8,8 +8,8 @@ Two protocols:
              items drawn uniformly, without replacement, among the items the user has not
              interacted with in any split; only the candidates are ranked
 
-Ties are broken by the lower item id, so a ranking does not depend on the user batch size or
-the item chunk size. An item scored -inf (masked, or by the model) is never recommended: lists
+Equal scores are ordered by a key of (seed, raw user id, raw item id) (`recdistill.data.tie_keys`),
+so a ranking depends neither on the user batch size, the item chunk size nor the internal ids. An item scored -inf (masked, or by the model) is never recommended: lists
 with fewer than k rankable items are padded with item -1 and score -inf. NaN scores are an error.
 
 Memory stays bounded by batch_size x (item_chunk + 2k) scores on the device (each chunk's top-k
@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 
 from recdistill.data.ranking_data import RankingData
+from recdistill.data.tie_keys import TieKeys
 from recdistill.evaluation.ranking_metrics import (hit_matrix, per_user_ranking_metrics, relevant_counts,
                                                    summarize_ranking)
 from recdistill.models.ranking_base import RankingModel
@@ -43,43 +44,72 @@ class TopK:
     users: torch.Tensor  # (U,) int64 user ids
     items: torch.Tensor  # (U, k) int64
     scores: torch.Tensor  # (U, k) float32
+    #: users whose lists hold equal finite scores within ranks 1..k+1, i.e. whose metrics the tie rule
+    #: decides; set by `evaluate_ranking`, None when not counted
+    tied_users: int | None = None
 
     @property
     def k(self) -> int:
         """Length of each list."""
         return self.items.shape[1]
 
+    def head(self, k: int) -> "TopK":
+        """The first `k` entries of each list, counting `tied_users` over all k + 1 entries kept before."""
+        scores = self.scores[:, :k + 1]  # (U, <=k+1)
+        tied = (scores[:, 1:] == scores[:, :-1]) & (scores[:, 1:] > float("-inf"))  # (U, <=k)
+        return TopK(self.users, self.items[:, :k], self.scores[:, :k], int(tied.any(1).sum()))
 
-def _lowest_index_ties(scores: torch.Tensor, k: int) -> torch.Tensor:
-    """(R, k) ascending indices of the k largest of each row, the lowest indices among a tie at the k-th."""
-    kth = scores.topk(k, dim=1).values[:, -1:]  # (R, 1) the k-th largest score of each row
-    above = scores > kth  # (R, N) certainly in
-    tied = scores == kth  # (R, N) in while seats are left, lowest index first
-    seats = k - above.sum(1, keepdim=True)  # (R, 1)
-    take = above | (tied & (torch.cumsum(tied, 1) <= seats))  # (R, N) exactly k per row
+
+_LOWEST_KEY = torch.iinfo(torch.int64).min
+
+
+def _columns(items: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Item ids at `index` (R, M) of the columns `items`, (N,) shared by every row or (R, N)."""
+    return items[index] if items.dim() == 1 else items.gather(1, index)
+
+
+def _seats_by_key(scores: torch.Tensor, kth: torch.Tensor, keys: torch.Tensor, k: int) -> torch.Tensor:
+    """(R, k) indices of the k best of each row of `scores` (R, N) whose k-th best score `kth` (R,)
+    is tied across the cut: every score above it, then the tied ones of largest `keys` (R, N)."""
+    above = (scores > kth[:, None]) | scores.isnan()  # (R, N) certainly in (NaN, as torch.topk puts it first)
+    tied = scores == kth[:, None]  # (R, N) in while seats are left, largest key first
+    seats = k - above.sum(1, keepdim=True)  # (R, 1), >= 1
+    tied_keys = keys.masked_fill(~tied, _LOWEST_KEY)  # (R, N)
+    threshold = tied_keys.topk(k, dim=1).values.gather(1, seats - 1)  # (R, 1) the seats-th largest tied key
+    strict = tied & (tied_keys > threshold)
+    at_threshold = tied & (tied_keys == threshold)  # one item unless two keys collide (p ~ N^2 / 2^64)
+    left = seats - strict.sum(1, keepdim=True)  # (R, 1)
+    take = above | strict | (at_threshold & (torch.cumsum(at_threshold, 1) <= left))  # (R, N) exactly k per row
     return take.nonzero()[:, 1].view(-1, k)  # (R, k)
 
 
-def stable_topk(scores: torch.Tensor, k: int, floor: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(values, indices), each (B, min(k, N)), of the k largest of each row of `scores` (B, N),
-    best first; among equal scores the lower index comes first (torch.topk leaves ties arbitrary).
-    Ties at or below `floor` (B,), when given, may be resolved arbitrarily (the caller drops them)."""
-    width = scores.shape[1]
+def tie_topk(scores: torch.Tensor, k: int, users: torch.Tensor, items: torch.Tensor, ties: TieKeys,
+             floor: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(values, indices), each (B, min(k, N)), of the k largest of each row of `scores` (B, N), best
+    first; equal scores are ordered by the tie key of (user, item), larger first (`TieKeys`).
+
+    users: (B,) internal user id of each row; items: internal item id of each column, (N,) for all
+    rows or (B, N). Ties at -inf, or below `floor` (B,) when given, may be resolved arbitrarily
+    (the caller drops them): a chunk's ties below the k-th score already kept cannot enter."""
+    rows, width = scores.shape
     if width <= k:
-        return scores.sort(dim=1, descending=True, stable=True)
-    top = scores.topk(k + 1, dim=1)  # (B, k + 1)
-    index = top.indices[:, :k]  # (B, k)
-    ambiguous = top.values[:, k - 1] == top.values[:, k]  # (B,) a tie across the cut: which side is arbitrary
-    if floor is not None:
-        ambiguous &= top.values[:, k - 1] > floor
-    if bool(ambiguous.any()):
-        rows = ambiguous.nonzero().squeeze(1)  # (R,)
-        tied_rows = scores[rows]  # (R, N)
-        index[rows] = _lowest_index_ties(tied_rows.masked_fill(tied_rows.isnan(), float("inf")), k)  # (R, k)
-    index = index.sort(dim=1).values  # (B, k) ascending, so the stable sort below puts lower ones first
+        index = torch.arange(width, device=scores.device).expand(rows, width)  # (B, N)
+    else:
+        top = scores.topk(k + 1, dim=1)  # (B, k + 1)
+        index = top.indices[:, :k]  # (B, k)
+        kth = top.values[:, k - 1]  # (B,)
+        ambiguous = (kth == top.values[:, k]) & (kth > float("-inf"))  # (B,) which side of the cut is arbitrary
+        if floor is not None:
+            ambiguous &= kth >= floor
+        if bool(ambiguous.any()):
+            row = ambiguous.nonzero().squeeze(1)  # (R,)
+            row_items = items if items.dim() == 1 else items[row]
+            index[row] = _seats_by_key(scores[row], kth[row], ties.pairs(users[row], row_items), k)
+    keys = ties.pairs(users, _columns(items, index))  # (B, k)
+    order = keys.argsort(dim=1, descending=True)  # (B, k) by key, then stably by score below
+    index = index.gather(1, order)
     values = scores.gather(1, index)  # (B, k)
-    order = values.sort(dim=1, descending=True, stable=True).indices  # (B, k)
+    order = values.sort(dim=1, descending=True, stable=True).indices
     return values.gather(1, order), index.gather(1, order)
 
 
@@ -145,27 +175,26 @@ def full_ranking_topk(model: RankingModel, data: RankingData, split: str, k: int
                     row = row[order]
                     bounds = torch.searchsorted(item, torch.tensor(starts + [n_pool])).tolist()
                     row, item = row.to(device), item.to(device)
+                user_device = batch_users.to(device)
                 best = torch.zeros((len(batch_users), 0), device=device)  # (B, <=k) running best scores
                 best_items = torch.zeros((len(batch_users), 0), dtype=torch.long, device=device)  # (B, <=k)
                 for chunk, start in enumerate(starts):
                     stop = min(start + item_chunk, n_pool)
-                    chunk_items = torch.arange(start, stop) if pool is None else pool[start:stop]
-                    scores = model.score_items(state, chunk_items.to(device)).float()  # (B, C)
+                    chunk_items = (torch.arange(start, stop) if pool is None else pool[start:stop]).to(device)
+                    scores = model.score_items(state, chunk_items).float()  # (B, C)
                     if mask_history:
                         lo, hi = bounds[chunk], bounds[chunk + 1]
                         scores = scores.contiguous()  # a model may return an expanded view: never write into it
                         scores[row[lo:hi], item[lo:hi] - start] = float("-inf")
-                    # once k items are kept, chunk items tied with the k-th kept one lose to it (lower id)
+                    # once k items are kept, chunk items below the k-th kept score cannot enter
                     floor = best[:, -1] if best.shape[1] == k else None  # (B,)
-                    chunk_best, position = stable_topk(scores, k, floor)  # (B, <=k)
-                    merged = torch.cat([best, chunk_best], 1)  # (B, <=2k), earlier (lower) items first
-                    merged_items = torch.cat([best_items, position + start], 1)  # (B, <=2k)
-                    best, position = stable_topk(merged, k)  # (B, <=k)
+                    chunk_best, position = tie_topk(scores, k, user_device, chunk_items, data.ties, floor)
+                    merged = torch.cat([best, chunk_best], 1)  # (B, <=2k)
+                    merged_items = torch.cat([best_items, chunk_items[position]], 1)  # (B, <=2k)
+                    best, position = tie_topk(merged, k, user_device, merged_items, data.ties)  # (B, <=k)
                     best_items = merged_items.gather(1, position)  # (B, <=k)
                 _check_finite(model, best, batch_users)
                 best, best_items = _pad(best, best_items, k)
-                if pool is not None:  # pool positions back to item ids
-                    best_items = torch.where(best_items >= 0, pool.to(device)[best_items.clamp(min=0)], -1)
                 top_scores.append(best.cpu())
                 top_items.append(best_items.cpu())
     finally:
@@ -213,10 +242,12 @@ def _distinct_ranks(n_free: torch.Tensor, n: int, generator: torch.Generator) ->
 
 def sample_negatives(data: RankingData, users: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
     """(B, n) items per user drawn uniformly without replacement among those the user has not
-    interacted with in any split; -1 where a user has fewer than n such items."""
+    interacted with in any split; -1 where a user has fewer than n such items. Items are enumerated
+    in `data.ties.item_order`, so the draw does not depend on internal item ids."""
     n_items, n_rows = data.n_items, len(users)
     pairs = [lists.flat(users) for lists in data.lists.values()]
-    keys = torch.unique(torch.cat([row * n_items + item for row, item in pairs]))  # (nnz,) sorted, distinct
+    rank = data.ties.item_rank  # (I,) ranks stand in for item ids below
+    keys = torch.unique(torch.cat([row * n_items + rank[item] for row, item in pairs]))  # (nnz,) sorted, distinct
     counts = torch.bincount(keys // n_items, minlength=n_rows)  # (B,) interacted items per user
     first = torch.cumsum(counts, 0) - counts  # (B,) where each user's keys begin
     ranks = _distinct_ranks(n_items - counts, n, generator)  # (B, n) ranks among each user's free items
@@ -225,17 +256,20 @@ def sample_negatives(data: RankingData, users: torch.Tensor, n: int, generator: 
     shifted = keys - position  # (nnz,) row * n_items + s_i - i, nondecreasing
     query = torch.arange(n_rows)[:, None] * n_items + ranks.clamp(min=0)  # (B, n)
     below = torch.searchsorted(shifted, query, right=True) - first[:, None]  # (B, n)
-    return torch.where(ranks >= 0, ranks + below, -1)
+    return torch.where(ranks >= 0, data.ties.item_order[(ranks + below).clamp(min=0)], -1)
 
 
 def sampled_ranking_topk(model: RankingModel, data: RankingData, split: str, k: int, n_negatives: int = 100,
                          seed: int = 0, *, users: torch.Tensor | None = None, batch_size: int = 1024,
                          device: torch.device | str | None = None) -> TopK:
     """Each user's top-k among their `split` items plus `n_negatives` sampled non-interacted items
-    (reproducible for a given seed and batch_size)."""
+    (reproducible for a given seed and batch_size). Users are drawn for in `data.ties.user_order`, so
+    a user's negatives do not depend on internal ids; the lists come back in the order of `users`."""
     assert k >= 1 and n_negatives >= 0, f"need k >= 1 and n_negatives >= 0, got k={k}, n_negatives={n_negatives}"
     device = torch.device(device) if device is not None else _model_device(model)
-    users = (data.eval_users(split) if users is None else users).cpu().long()
+    given = (data.eval_users(split) if users is None else users).cpu().long()
+    order = data.ties.user_order(given)  # (U,)
+    users = given[order]
     generator = torch.Generator().manual_seed(seed)
     was_training = model.training
     model.eval()
@@ -247,19 +281,20 @@ def sampled_ranking_topk(model: RankingModel, data: RankingData, split: str, k: 
                 truth_keys = torch.unique(row * data.n_items + item)  # (nnz,) sorted, distinct
                 truth = _padded_lists(truth_keys // data.n_items, truth_keys % data.n_items, len(batch_users))
                 negatives = sample_negatives(data, batch_users, n_negatives, generator)  # (B, n)
-                # sorted by item id, so ties break by item id as in the full protocol (padding -1 first)
-                candidates = torch.cat([truth, negatives], 1).sort(dim=1).values.to(device)  # (B, T + n)
+                candidates = torch.cat([truth, negatives], 1).to(device)  # (B, T + n)
                 state = model(data.user_batch(batch_users, split, device)).state
                 scores = model.score_items(state, candidates.clamp(min=0)).float()  # (B, T + n)
                 scores = scores.masked_fill(candidates < 0, float("-inf"))  # (B, T + n)
-                best, position = stable_topk(scores, k)  # (B, <=k)
+                best, position = tie_topk(scores, k, batch_users.to(device), candidates, data.ties)  # (B, <=k)
                 _check_finite(model, best, batch_users)
                 best, best_items = _pad(best, candidates.gather(1, position), k)
                 top_scores.append(best.cpu())
                 top_items.append(best_items.cpu())
     finally:
         model.train(was_training)
-    return _finish(users, top_items, top_scores, k)
+    lists = _finish(users, top_items, top_scores, k)
+    back = torch.argsort(order)  # (U,) rows back in the order of `given`
+    return TopK(given, lists.items[back], lists.scores[back])
 
 
 def evaluate_ranking(model: RankingModel, data: RankingData, split: str, ks: Sequence[int] = (5, 10, 20),
@@ -268,7 +303,8 @@ def evaluate_ranking(model: RankingModel, data: RankingData, split: str, ks: Seq
                      device: torch.device | str | None = None, candidates: torch.Tensor | None = None
                      ) -> tuple[dict[str, float], pd.DataFrame, TopK]:
     """(mean metrics, per-user metrics with a `user` column, top-K lists) of `model` on `split`;
-    with `candidates` (full protocol only) the ranking is over that item pool."""
+    with `candidates` (full protocol only) the ranking is over that item pool. The lists count
+    `tied_users`, the users whose metrics the tie rule decides."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown ranking protocol {protocol!r} (evaluator.protocol); valid: {list(PROTOCOLS)}")
     ks = [int(k) for k in ks]
@@ -281,7 +317,7 @@ def evaluate_ranking(model: RankingModel, data: RankingData, split: str, ks: Seq
                     split, int((~has_truth).sum()), len(users), split)
         users = users[has_truth]
     assert len(users) > 0, f"no user has {split} items to rank against"
-    k = max(ks)
+    k = max(ks) + 1  # one more than reported, to count the users whose cut falls within a tie
     if protocol == "full":
         topk = full_ranking_topk(model, data, split, k, users=users, batch_size=batch_size, item_chunk=item_chunk,
                                  mask_history=mask_history, device=device, candidates=candidates)
@@ -289,6 +325,7 @@ def evaluate_ranking(model: RankingModel, data: RankingData, split: str, ks: Seq
         assert candidates is None, "the sampled protocol draws its own candidates; an item pool needs protocol=full"
         topk = sampled_ranking_topk(model, data, split, k, n_negatives, seed, users=users, batch_size=batch_size,
                                     device=device)
+    topk = topk.head(max(ks))
     hits = hit_matrix(topk.items, topk.users, truth, data.n_items)  # (U, K)
     per_user = per_user_ranking_metrics(hits, relevant_counts(topk.users, truth, data.n_items), ks)
     metrics = summarize_ranking(per_user, topk.items, data.n_items, ks)

@@ -1,5 +1,6 @@
 """Evaluation of ranking models as a role of the run: valid/test metrics, per-user metrics,
-efficiency of full-catalogue scoring, and the test top-K lists.
+efficiency of full-catalogue scoring, the test top-K lists, and how many users' lists the tie
+rule decides (`tied_users`).
 
 Protocol (from the evaluator config, written next to every number by the ranking task): full
 ranking over every item (or the split's item pool) or the sampled protocol; the user's input
@@ -39,9 +40,15 @@ def evaluate_ranking_role(role: str, model: RankingModel, lists: RankingData, ev
     """Valid/test metrics, per-user test metrics, efficiency and test top-K lists of one model;
     `candidates[split]`, where present, is the item pool that split ranks over."""
     block: dict[str, Any] = {"model": model.config.name}
-    block["valid"], _, _ = evaluate_split(model, lists, "valid", evaluator, seed, device, candidates.get("valid"))
+    block["valid"], _, valid_topk = evaluate_split(model, lists, "valid", evaluator, seed, device,
+                                                   candidates.get("valid"))
     block["test"], per_user, topk = evaluate_split(model, lists, "test", evaluator, seed, device,
                                                    candidates.get("test"))
+    # users whose lists hold equal scores within the top max(ks) + 1: their metrics follow the tie rule
+    block["tied_users"] = {"valid": valid_topk.tied_users, "test": topk.tied_users, "test_users": len(topk.users)}
+    if topk.tied_users:
+        log.info("evaluate %s: %d of %d test users have tied scores in their top %d (ordered by the tie key)",
+                 role, topk.tied_users, len(topk.users), max(evaluator.ks) + 1)
     per_user.insert(0, "role", role)
     users = lists.eval_users("test")[: evaluator.latency_batch_size]
     batch = lists.user_batch(users, "test", device)

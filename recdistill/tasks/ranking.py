@@ -23,6 +23,7 @@ from recdistill.data.duplicates import repeat_conflicts
 from recdistill.data.ranking_data import RankingData
 from recdistill.data.split_cache import load_or_make_split
 from recdistill.data.splits import Split
+from recdistill.data.tie_keys import TieKeys
 from recdistill.distill.extract import load_or_extract, per_user_knowledge
 from recdistill.distill.knowledge import TeacherKnowledge
 from recdistill.distill.objective import DistillationObjective
@@ -78,7 +79,8 @@ class RankingTask(Task):
         if self.evaluator.mask_history:
             check_no_masked_repeats(split)
         frames = {"train": split.train, "valid": split.valid, "test": split.test}
-        lists = RankingData(frames, data.n_users, data.n_items, self.evaluator.history_length)
+        ties = TieKeys(cfg.seed, data.user_ids, data.item_ids)  # one tie rule for every role of the run
+        lists = RankingData(frames, data.n_users, data.n_items, self.evaluator.history_length, ties)
         shape = RankingShape(n_users=data.n_users, n_items=data.n_items, max_length=self.evaluator.history_length)
         candidates = {name: torch.as_tensor(split.extra[f"cold_{name}_items"]["item"].to_numpy(copy=True)).long()
                       for name in ("valid", "test") if f"cold_{name}_items" in split.extra}
@@ -123,7 +125,8 @@ class RankingTask(Task):
     def extract(self, teacher: nn.Module, teacher_key: str, needs: frozenset[str], data: RankingRun, path: Path
                 ) -> TeacherKnowledge:
         lists, evaluator, topk = data.lists, self.evaluator, int(self.cfg.distill.teacher_topk)
-        meta = {"n_users": lists.n_users, "n_items": lists.n_items, "topk": topk, "split_key": data.split_key}
+        meta = {"n_users": lists.n_users, "n_items": lists.n_items, "topk": topk, "split_key": data.split_key,
+                "tie_seed": lists.ties.seed}
         return load_or_extract(path, teacher_key, needs, meta, lambda: per_user_knowledge(
             teacher, lists, needs, topk, evaluator.user_batch_size, evaluator.item_chunk, self.device))
 
@@ -160,6 +163,8 @@ class RankingTask(Task):
             "input_history": {"train": "train (extraction)", "valid": "train", "test": "train + valid"},
             "history_length": evaluator.history_length,
             "ks": list(evaluator.ks),
+            "ties": f"equal scores ordered by a hash of (seed={self.cfg.seed}, raw user id, raw item id), the same "
+                    "for every role and for teacher top-K extraction; never by internal id",
             "item_pool": "cold items of the split (valid: cold validation items, test: cold test items)"
                          if self.split.name == "cold_item" else "all items",
             "model_selection": "best validation epoch by trainer monitor; test never used for selection",
