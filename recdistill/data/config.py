@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 from recdistill.data.duplicates import DUPLICATE_POLICIES
 from recdistill.utils.config_checks import bounded
@@ -17,3 +18,5 @@ class DatasetConfig:
     min_user_interactions: int = bounded(5, ge=0)  # users with fewer interactions are dropped
     # repeated (user, item) pairs: keep_last (each pair's latest) | keep_all | error (see data/duplicates.py)
     duplicates: str = bounded("keep_last", choices=DUPLICATE_POLICIES)
+    # explicit ratings: [low, high, step] (e.g. [0.5, 5, 0.5]); null: the reader's, else inferred from the data
+    rating_scale: Optional[list[float]] = None

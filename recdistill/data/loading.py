@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 
 from recdistill.data.config import DatasetConfig
 from recdistill.data.duplicates import resolve_duplicates
+from recdistill.data.rating_scale import RatingScale, check_on_scale, infer_rating_scale, parse_rating_scale
 from recdistill.data.readers.registry import dataset_config, get_reader
 from recdistill.data.tables import RecData
 from recdistill.errors import ConfigError
@@ -27,8 +28,24 @@ def load_dataset(cfg: DatasetConfig | Mapping[str, Any] | DictConfig, seed: int 
         raise ConfigError(f"dataset.min_user_interactions={typed.min_user_interactions} must be >= 0")
     data = get_reader(typed.name).read(typed, seed)
     data.check()
+    data = with_rating_scale(data, parse_rating_scale(typed.rating_scale))
     data = resolve_duplicates(data, typed.duplicates)
     return filter_min_user_interactions(data, typed.min_user_interactions)
+
+
+def with_rating_scale(data: RecData, configured: RatingScale | None) -> RecData:
+    """`data` with its rating scale: `configured` (dataset.rating_scale) first, then the reader's,
+    else inferred from the ratings; DataError naming the row when a rating is off the scale, and
+    ConfigError when a scale is configured for data without ratings."""
+    if not data.has_rating:
+        if configured is not None:
+            raise ConfigError(f"dataset.rating_scale={configured.as_list()} is set, but dataset {data.name!r} has no "
+                              "rating column (implicit feedback); remove it or map a rating column")
+        return data
+    ratings = data.interactions["rating"].to_numpy()
+    scale = configured or data.rating_scale or infer_rating_scale(ratings, f"dataset {data.name!r}")
+    check_on_scale(ratings, scale, lambda row: f"dataset {data.name!r}, interaction row {row}")
+    return replace(data, rating_scale=scale)
 
 
 def filter_min_user_interactions(data: RecData, minimum: int) -> RecData:
@@ -83,6 +100,8 @@ def describe(data: RecData) -> dict[str, Any]:
         "time_span": _time_span(inter["timestamp"].to_numpy()) if data.has_timestamp else None,
         "side_tables": {"items": data.items is not None, "users": data.users is not None},
         "duplicates": data.report.get("duplicates"),
+        "rating_scale": data.rating_scale.as_list() if data.rating_scale else None,
+        "fingerprint": data.fingerprint,
     }
 
 

@@ -1,5 +1,5 @@
 """Load a dataset and make its split once: splits are cached under a key of the dataset and split
-configs and the seed, and the run folder records which split it used."""
+configs, the seed and the data's content fingerprint, and the run folder records which split it used."""
 
 from __future__ import annotations
 
@@ -30,15 +30,15 @@ def load_or_make_split(dataset_cfg: Any, split_cfg: Any, seed: int, cache_dir: P
     """(data, split, split key): the dataset, and its split made or reused from
     `<cache_dir>/splits/<key>/`; writes `split.json` (key, path, settings, sizes) into `run_dir`."""
     data = load_dataset(dataset_cfg, seed=seed)
-    key = split_key(dataset_cfg, split_cfg, seed)  # takes config nodes, dataclasses or mappings
+    key = split_key(dataset_cfg, split_cfg, seed, data.fingerprint)  # takes config nodes, dataclasses or mappings
     split_dir = cache_dir / "splits" / key
     if (split_dir / "split.json").exists():  # written last by save_split: the entry is complete
         split = load_split(split_dir)
     else:
         split = make_split(data.interactions, split_cfg, seed, items=data.items)
         save_split(split, split_dir)
-    write_json(run_dir / "split.json", {"key": key, "path": str(split_dir), **_plain(split_cfg),
-                                        "sizes": split.sizes()})
+    write_json(run_dir / "split.json", {"key": key, "path": str(split_dir), "data_fingerprint": data.fingerprint,
+                                        **_plain(split_cfg), "sizes": split.sizes()})
     log.info("data %s: %d users, %d items; split %s %s -> train %d, valid %d, test %d", data.name, data.n_users,
              data.n_items, split_cfg.name, key, len(split.train), len(split.valid), len(split.test))
     return data, split, key

@@ -94,12 +94,16 @@ def make_split(interactions: pd.DataFrame, cfg: Any, seed: int, items: pd.DataFr
     return split
 
 
-def split_key(dataset_cfg: DatasetConfig | Any, split_cfg: Any, seed: int) -> str:
-    """16 hex chars of the sha256 of everything that determines the split (split_cfg: as make_split takes it)."""
+def split_key(dataset_cfg: DatasetConfig | Any, split_cfg: Any, seed: int, fingerprint: str | None = None) -> str:
+    """16 hex chars of the sha256 of everything that determines the split (split_cfg: as make_split
+    takes it), including the content `fingerprint` of the data when it has one (`RecData.fingerprint`)."""
     data, split = asdict(dataset_config(dataset_cfg)), to_split_config(split_cfg)  # defaults filled in
     determined: dict[str, Any] = {"version": RULES_VERSION, "dataset": data["name"],
-                                  "data": get_reader(data["name"]).data_key(data, seed),
+                                  "data": {k: v for k, v in get_reader(data["name"]).data_key(data, seed).items()
+                                           if v is not None},  # an unset option: keys from before it existed
                                   **SPLIT_KINDS[split.name].key(split, seed)}
+    if fingerprint is not None:
+        determined["fingerprint"] = fingerprint
     canonical = json.dumps(determined, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from recdistill.data.movielens import KNOWN_GENRES, join_genres
+from recdistill.data.rating_scale import RatingScale
 from recdistill.data.tables import RecData
 from recdistill.utils.config_checks import bounded, check_values
 
@@ -118,7 +119,7 @@ def generate_synthetic(cfg: SyntheticConfig, seed: int) -> RecData:
     log.info("Synthetic data: %d users, %d items, %d interactions", n_users, n_items, len(interactions))
     return RecData(name="synthetic", interactions=interactions, items=_items_table(rng, factors),
                    users=_users_table(rng, taste_start), user_ids=np.arange(1, n_users + 1).astype(str),
-                   item_ids=np.arange(1, n_items + 1).astype(str))
+                   item_ids=np.arange(1, n_items + 1).astype(str), rating_scale=RatingScale(1.0, 5.0, 1.0))
 
 
 def _items_table(rng: np.random.Generator, factors: np.ndarray) -> pd.DataFrame:

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from recdistill.data.rating_scale import RatingScale
 from recdistill.errors import DataError
 
 REQUIRED_COLUMNS = {"user": "int64", "item": "int64"}
@@ -28,6 +29,12 @@ class RecData:
     user_ids / item_ids: numpy arrays of str, the raw id of each internal id exactly as the source
         wrote it ("005" and "5" are different ids); internal id k is position k.
     report: what loading found and did, for the data report (e.g. repeated pairs and the policy).
+    rating_scale: the classes of explicit ratings (`recdistill.data.rating_scale`); None when the
+        reader does not know it (load_dataset then takes dataset.rating_scale or infers it) or when
+        there are no ratings.
+    fingerprint: hex sha256 of what the data was read from (the input files' bytes, or a named
+        dataset's verified checksums); None for generated data, which its config and seed determine.
+        Split and model cache keys include it, so an edited file never reuses a stale split or model.
     """
 
     name: str
@@ -37,6 +44,8 @@ class RecData:
     user_ids: np.ndarray
     item_ids: np.ndarray
     report: dict[str, Any] = field(default_factory=dict)  # what loading found and did (e.g. duplicates)
+    rating_scale: RatingScale | None = None
+    fingerprint: str | None = None
 
     @property
     def n_users(self) -> int:

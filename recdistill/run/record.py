@@ -48,8 +48,10 @@ def claim_run_dir(cfg: DictConfig, run_dir: Path) -> None:
 
 
 def run_info(cfg: DictConfig, device: torch.device, models: dict[str, tuple[Any, dict]], split_key: str,
-             protocol: dict[str, Any], stage_seconds: dict[str, float], started: float) -> dict[str, Any]:
-    """The `run` block of metrics.json: what ran, under which protocol, with which code and config."""
+             protocol: dict[str, Any], stage_seconds: dict[str, float], started: float,
+             fingerprint: str | None = None) -> dict[str, Any]:
+    """The `run` block of metrics.json: what ran, under which protocol, with which code and config
+    (`fingerprint`: the data's content fingerprint, None for generated data)."""
     teacher_info = models["teacher"][1]
     return {
         "experiment": cfg.experiment_name, "task": cfg.task, "seed": cfg.seed, "teacher_seed": cfg.teacher_seed,
@@ -57,7 +59,7 @@ def run_info(cfg: DictConfig, device: torch.device, models: dict[str, tuple[Any,
         "dataset": cfg.dataset.name, "teacher": cfg.teacher.name, "student": cfg.student.name,
         "distill": cfg.distill.name, "loss_formula": models.get("student_kd", (None, {}))[1].get("loss_formula"),
         "teacher_key": teacher_info["key"], "student_key": models.get("student", (None, {}))[1].get("key"),
-        "teacher_from_cache": teacher_info["from_cache"], "split_key": split_key,
+        "teacher_from_cache": teacher_info["from_cache"], "split_key": split_key, "data_fingerprint": fingerprint,
         "protocol": protocol, "stage_seconds": stage_seconds, "seconds": time.time() - started,
         "versions": runinfo.package_versions(), "git": runinfo.git_revision(),
         "config": OmegaConf.to_container(cfg, resolve=True),

@@ -7,15 +7,17 @@ Read from GroupLens' native files or RecBole's atomic files (`recdistill.data.mo
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional
 
 from recdistill.data.config import DatasetConfig
-from recdistill.data.fetch import SOURCES, fetch_movielens_100k
+from recdistill.data.fetch import ATOMIC_FILES, CHECKSUMS, NATIVE_FILES, SOURCES, fetch_movielens_100k
 from recdistill.data.movielens import GENRES, read_movielens
+from recdistill.data.rating_scale import RatingScale
 from recdistill.data.readers.base import DatasetReader
 from recdistill.data.tables import RecData
+from recdistill.utils.fingerprint import files_fingerprint, fingerprint_of_texts
 from recdistill.utils.config_checks import bounded
 
 log = logging.getLogger(__name__)
@@ -53,7 +55,14 @@ class MovieLens100K(DatasetReader):
         """Read the verified cache entry (fetching it first if needed) or the local folder."""
         directory, fmt = self._locate(cfg)
         log.info("Reading MovieLens-100K (%s format) from %s", fmt, directory)
-        return read_movielens(directory, fmt)
+        data = read_movielens(directory, fmt)
+        if cfg.source == "local":  # the user's copy: whatever its files hold now
+            files = NATIVE_FILES if fmt == "native" else ATOMIC_FILES
+            fingerprint = files_fingerprint([directory / name for name in files if (directory / name).exists()],
+                                            cfg.cache_dir)
+        else:  # fetched and verified against the published checksums: the same data from either mirror
+            fingerprint = fingerprint_of_texts("ml-100k", CHECKSUMS.zip_md5)
+        return replace(data, rating_scale=RatingScale(1.0, 5.0, 1.0), fingerprint=fingerprint)
 
     def fetch(self, cfg: Config) -> str:
         """Download and verify ML-100K into the cache."""
