@@ -31,6 +31,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from recdistill.data.rating_scale import RatingScale
+
+FIVE_STARS = RatingScale(1.0, 5.0, 1.0)  # the default scale (MovieLens-100K's)
+
 #: Which splits each target split may read as input history (the default protocol).
 VISIBLE_SPLITS = {"train": ("train",), "valid": ("train",), "test": ("train", "valid")}
 
@@ -47,10 +51,11 @@ def time_order(interactions: pd.DataFrame) -> np.ndarray:
     return rank
 
 
-def _target_fields(frame: pd.DataFrame) -> dict[str, torch.Tensor]:
+def _target_fields(frame: pd.DataFrame, scale: RatingScale) -> dict[str, torch.Tensor]:
     rating = torch.from_numpy(frame["rating"].to_numpy().astype(np.float32))
-    label = rating.round().long() - 1
-    assert len(label) == 0 or int(label.min()) >= 0, "ratings must be 1 or more"
+    label = torch.from_numpy(scale.labels(frame["rating"].to_numpy()))  # (N,) class 0..C-1
+    assert len(label) == 0 or (int(label.min()) >= 0 and int(label.max()) < scale.n_classes), (
+        f"ratings must be on the rating scale {scale}")
     return {
         "index": torch.arange(len(frame)),
         "user": torch.from_numpy(frame["user"].to_numpy().astype(np.int64)),
@@ -96,7 +101,7 @@ class RatingWindows:
 
 
 def build_windows(targets: pd.DataFrame, visible: pd.DataFrame, order_of_row: np.ndarray,
-                  history_length: int) -> RatingWindows:
+                  history_length: int, scale: RatingScale = FIVE_STARS) -> RatingWindows:
     """Windows for `targets`, each with the user's `visible` interactions earlier than it.
 
     `order_of_row[row]` is the global time-order key from `time_order` (indexed by original row).
@@ -106,9 +111,9 @@ def build_windows(targets: pd.DataFrame, visible: pd.DataFrame, order_of_row: np
     visible_key = torch.from_numpy(visible_key[sort])
     visible_user = torch.from_numpy(visible["user"].to_numpy().astype(np.int64)[sort])
     visible_item = torch.from_numpy(visible["item"].to_numpy().astype(np.int64)[sort])
-    visible_class = torch.from_numpy(visible["rating"].to_numpy()[sort]).round().long()  # 1..C
+    visible_class = torch.from_numpy(scale.labels(visible["rating"].to_numpy()[sort]) + 1)  # 1..C
 
-    fields = _target_fields(targets)
+    fields = _target_fields(targets, scale)
     target_key = torch.from_numpy(order_of_row[targets["row"].to_numpy()])
     end = torch.searchsorted(visible_key, target_key)  # (N,) first visible slot not earlier
     start = torch.searchsorted(visible_user, fields["user"])  # (N,) the user's first visible slot
@@ -182,10 +187,11 @@ def build_user_rows(windows: RatingWindows) -> UserRows | None:
 class TrainingSequences:
     """A split's interactions as per-user chunks where every slot is visible and a target."""
 
-    def __init__(self, frame: pd.DataFrame, order_of_row: np.ndarray, chunk_length: int) -> None:
+    def __init__(self, frame: pd.DataFrame, order_of_row: np.ndarray, chunk_length: int,
+                 scale: RatingScale = FIVE_STARS) -> None:
         key = order_of_row[frame["row"].to_numpy()]
         self.sort = torch.from_numpy(np.argsort(key, kind="stable"))  # split rows in (user, time) order
-        self.targets = _target_fields(frame)
+        self.targets = _target_fields(frame, scale)
         user = self.targets["user"][self.sort]
         first = torch.searchsorted(user, user)  # (N,) slot of the user's first interaction
         self.position = torch.arange(len(user)) - first  # (N,) position within the user's sequence
@@ -233,13 +239,15 @@ def build_split_data(
     splits: dict[str, pd.DataFrame],
     history_length: int,
     visible_splits: dict[str, tuple[str, ...]] = VISIBLE_SPLITS,
+    scale: RatingScale = FIVE_STARS,
 ) -> tuple[TrainingSequences, dict[str, RatingWindows]]:
-    """Training sequences for the train split and evaluation windows for every split."""
+    """Training sequences for the train split and evaluation windows for every split; rating classes
+    follow `scale` (class c = rating scale.low + c * scale.step)."""
     all_interactions = pd.concat(list(splits.values()), ignore_index=True)
     order_of_row = np.empty(int(all_interactions["row"].max()) + 1, dtype=np.int64)
     order_of_row[all_interactions["row"].to_numpy()] = time_order(all_interactions)
     windows = {}
     for name, targets in splits.items():
         visible = pd.concat([splits[source] for source in visible_splits[name]], ignore_index=True)
-        windows[name] = build_windows(targets, visible, order_of_row, history_length)
-    return TrainingSequences(splits["train"], order_of_row, history_length + 1), windows
+        windows[name] = build_windows(targets, visible, order_of_row, history_length, scale)
+    return TrainingSequences(splits["train"], order_of_row, history_length + 1, scale), windows

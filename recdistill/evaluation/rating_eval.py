@@ -1,7 +1,8 @@
 """Evaluation of rating models: validation during training, and each role's valid/test metrics.
 
 Protocol: every target of a split is predicted from the interactions it may read (valid reads
-train, test reads train + valid); Accuracy compares the argmax class with the true rating, MAE and
+train, test reads train + valid); Accuracy compares the argmax class with the true rating's class
+on the data's rating scale, MAE and
 RMSE use the model's point estimate (see `recdistill.evaluation.rating_metrics`).
 """
 
@@ -22,13 +23,19 @@ from recdistill.models.base import RatingModel
 log = logging.getLogger(__name__)
 
 
+def _class_values(model: RatingModel) -> torch.Tensor | None:
+    """(C,) the rating of each of the model's classes (its `class_values` buffer), None if it has none."""
+    values = getattr(model, "class_values", None)
+    return values if isinstance(values, torch.Tensor) else None
+
+
 def rating_validator(inputs: RatingWindows | UserRows, batch_size: int, device: torch.device
                      ) -> Callable[[RatingModel], dict[str, float]]:
     """The per-epoch validation function: rating metrics of the model on the targets of `inputs`
     (a split's windows, or the same targets batched per user)."""
     def validate(model: RatingModel) -> dict[str, float]:
         output = predict(model, inputs, batch_size, device)
-        return rating_metrics(output.logits, output.rating, inputs.targets["rating"])
+        return rating_metrics(output.logits, output.rating, inputs.targets["rating"], _class_values(model))
     return validate
 
 
@@ -43,9 +50,10 @@ def evaluate_rating_role(role: str, model: RatingModel, inputs: dict[str, Rating
     for split in ("valid", "test"):
         output = predict(model, inputs[split], batch_size, device)
         truth = windows[split].targets["rating"]
-        block[split] = rating_metrics(output.logits, output.rating, truth)
+        block[split] = rating_metrics(output.logits, output.rating, truth, _class_values(model))
         if split == "test":
-            per_user = per_user_rating_metrics(windows[split].targets["user"], output.logits, output.rating, truth)
+            per_user = per_user_rating_metrics(windows[split].targets["user"], output.logits, output.rating, truth,
+                                               _class_values(model))
             per_user.insert(0, "role", role)
     latency_rows = torch.arange(min(latency_batch_size, len(windows["test"])))
     block["efficiency"] = efficiency_report(model, windows["test"].batch(latency_rows, device),

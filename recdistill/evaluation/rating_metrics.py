@@ -39,27 +39,37 @@ def rmse(pred: torch.Tensor, true: torch.Tensor) -> float:
     return get_metric("rmse").value(RatingInputs(estimate=pred, rating=true))
 
 
-def rating_inputs(logits: torch.Tensor, estimate: torch.Tensor, true_rating: torch.Tensor) -> RatingInputs:
-    """What the rating metrics read: (argmax class + 1, true rating rounded) classes, estimate, rating."""
+def rating_inputs(logits: torch.Tensor, estimate: torch.Tensor, true_rating: torch.Tensor,
+                  class_values: torch.Tensor | None = None) -> RatingInputs:
+    """What the rating metrics read: the argmax class and the true rating's class (both 1-based),
+    estimate, rating. `class_values` (C,) is the rating of each class (None: 1..C); the true class is
+    the nearest one (the data's ratings lie on the scale)."""
     assert logits.dim() == 2 and logits.shape[0] == true_rating.shape[0], (
         f"logits must be (N, C) matching {tuple(true_rating.shape)} ratings, got {tuple(logits.shape)}"
     )
     _check_pair(estimate, true_rating)
-    return RatingInputs(pred_class=logits.argmax(dim=-1) + 1, true_class=true_rating.round().long(),  # (N,) each
+    if class_values is None:
+        true_class = true_rating.round().long()  # (N,)
+    else:
+        values = class_values.to(true_rating.device, torch.float32)  # (C,)
+        true_class = (true_rating.float()[:, None] - values[None, :]).abs().argmin(dim=1) + 1  # (N,)
+    return RatingInputs(pred_class=logits.argmax(dim=-1) + 1, true_class=true_class,  # (N,) each
                         estimate=estimate, rating=true_rating)
 
 
-def rating_metrics(logits: torch.Tensor, rating_estimate: torch.Tensor, true_rating: torch.Tensor) -> dict[str, float]:
+def rating_metrics(logits: torch.Tensor, rating_estimate: torch.Tensor, true_rating: torch.Tensor,
+                   class_values: torch.Tensor | None = None) -> dict[str, float]:
     """Every rating metric of the catalogue, in its order: accuracy, mae, rmse (and any added one)."""
-    inputs = rating_inputs(logits, rating_estimate, true_rating)
+    inputs = rating_inputs(logits, rating_estimate, true_rating, class_values)
     return {metric.name: metric.value(inputs) for metric in metrics_for("rating")}
 
 
 def per_user_rating_metrics(
-    users: torch.Tensor, logits: torch.Tensor, estimate: torch.Tensor, true: torch.Tensor
+    users: torch.Tensor, logits: torch.Tensor, estimate: torch.Tensor, true: torch.Tensor,
+    class_values: torch.Tensor | None = None,
 ) -> pd.DataFrame:
     """One row per user (sorted by id): user, n, then every per-user rating metric; vectorised."""
-    inputs = rating_inputs(logits, estimate, true)
+    inputs = rating_inputs(logits, estimate, true, class_values)
     assert users.shape == true.shape, f"users {tuple(users.shape)} vs ratings {tuple(true.shape)}"
     user_ids, slot = torch.unique(users, return_inverse=True)  # (U,), (N,) each row's user slot
     n_users = user_ids.shape[0]

@@ -8,8 +8,8 @@ A rating batch (built by `recdistill.data.batching`) holds rows of time-ordered 
 and, flattened over the target slots in row-major order (M targets):
     index        (M,)    row of the target interaction in its split
     user, item   (M,)    internal ids of the target interaction
-    rating       (M,)    true rating, float (1..n_classes)
-    label        (M,)    true class, long (rating - 1)
+    rating       (M,)    true rating, float (on the data's rating scale)
+    label        (M,)    true class, long in 0..C-1 (class c is rating `DataShape.class_values()[c]`)
 A model predicts each target only from the visible slots *before* it in its row.
 """
 
@@ -43,6 +43,15 @@ class DataShape:
     n_classes: int = 5
     history_length: int = 32
     rating_mean: float = 3.0  # mean training rating, the starting point of bias models
+    rating_values: tuple[float, ...] = ()  # the rating of each class (the data's scale); () = 1..n_classes
+
+    def class_values(self) -> torch.Tensor:
+        """(C,) float32 rating of each class, lowest first."""
+        if self.rating_values:
+            assert len(self.rating_values) == self.n_classes, (
+                f"{len(self.rating_values)} rating values for {self.n_classes} classes")
+            return torch.tensor(self.rating_values, dtype=torch.float32)
+        return torch.arange(1, self.n_classes + 1, dtype=torch.float32)
 
 
 class RatingModel(SideInputs, nn.Module, abc.ABC):

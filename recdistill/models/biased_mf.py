@@ -43,7 +43,7 @@ class BiasedMF(RatingModel):
         self.item_bias = nn.Embedding(shape.n_items, 1)
         self.global_mean = nn.Parameter(torch.tensor(float(shape.rating_mean)))
         self.log_scale = nn.Parameter(torch.zeros(()))
-        self.register_buffer("class_values", torch.arange(1, shape.n_classes + 1, dtype=torch.float32))
+        self.register_buffer("class_values", shape.class_values())
         nn.init.normal_(self.user_factors.weight, std=0.05)
         nn.init.normal_(self.item_factors.weight, std=0.05)
         nn.init.zeros_(self.user_bias.weight)
@@ -64,7 +64,7 @@ class BiasedMF(RatingModel):
             + interaction.sum(-1)
         )  # (B,)
         # clamping would stop the squared-error gradient at the scale's ends, so only at inference
-        rating = raw if self.training else raw.clamp(1.0, float(self.shape.n_classes))
+        rating = raw if self.training else raw.clamp(float(self.class_values[0]), float(self.class_values[-1]))
         return RatingOutput(logits=self._class_logits(raw), rating=rating, hidden=interaction)
 
     def loss(self, batch: dict[str, torch.Tensor], output: RatingOutput) -> dict[str, torch.Tensor]:

@@ -41,7 +41,7 @@ class MeanRating(RatingModel):
             raise ConfigError(f"mean_rating.by={config.by!r} unknown; valid: {list(BY)}")
         self.config, self.shape, self.hidden_dim = config, shape, 1
         self.register_buffer("item_means", torch.full((shape.n_items,), float(shape.rating_mean)))
-        self.register_buffer("class_values", torch.arange(1, shape.n_classes + 1, dtype=torch.float32))
+        self.register_buffer("class_values", shape.class_values())
 
     def fit_ratings(self, ratings: pd.DataFrame) -> None:
         """Fit the means from a table with item and rating columns (every rating the model may know)."""

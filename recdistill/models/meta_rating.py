@@ -139,7 +139,7 @@ class MetaRatingModel(RatingModel):
         self.register_buffer("user_side", torch.zeros(shape.n_users, len(USER_COLUMNS), dtype=torch.long))
         self.register_buffer("item_year", torch.zeros(shape.n_items + 1, dtype=torch.long))
         self.register_buffer("item_genres", torch.zeros(shape.n_items + 1, config.max_genres, dtype=torch.bool))
-        self.register_buffer("class_values", torch.arange(1, shape.n_classes + 1, dtype=torch.float32))
+        self.register_buffer("class_values", shape.class_values())
         # item id + decade and the three user fields are concatenated; the genre bag is added inside
         self.network = DecisionNetwork(5 * dim, config.max_genres, dim, list(config.local_hidden), shape.n_classes)
 

@@ -100,7 +100,7 @@ class RatingTransformer(RatingModel):
         self.final_norm = nn.LayerNorm(dim)
         self.drop = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(dim, shape.n_classes)
-        self.register_buffer("class_values", torch.arange(1, shape.n_classes + 1, dtype=torch.float32))
+        self.register_buffer("class_values", shape.class_values())
         for embedding in (self.item_embedding, self.rating_embedding):
             nn.init.normal_(embedding.weight, std=0.02)
             if embedding.padding_idx is not None:

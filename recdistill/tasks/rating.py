@@ -15,7 +15,8 @@ from typing import Any
 import pandas as pd
 from torch import nn
 
-from recdistill.data.batching import RatingWindows, TrainingSequences, UserRows, build_split_data, build_user_rows
+from recdistill.data.batching import (FIVE_STARS, RatingWindows, TrainingSequences, UserRows, build_split_data,
+                                      build_user_rows)
 from recdistill.data.split_cache import load_or_make_split
 from recdistill.distill.extract import load_or_extract, per_example_knowledge
 from recdistill.distill.knowledge import TeacherKnowledge
@@ -55,10 +56,12 @@ class RatingTask(Task):
         cfg = self.cfg
         data, split, key = load_or_make_split(cfg.dataset, self.split, cfg.seed, self.cache_dir, run_dir)
         frames = {"train": split.train, "valid": split.valid, "test": split.test}
-        train_data, windows = build_split_data(frames, self.evaluator.history_length)
-        shape = DataShape(n_users=data.n_users, n_items=data.n_items, n_classes=5,
+        scale = data.rating_scale or FIVE_STARS
+        train_data, windows = build_split_data(frames, self.evaluator.history_length, scale=scale)
+        shape = DataShape(n_users=data.n_users, n_items=data.n_items, n_classes=scale.n_classes,
                           history_length=self.evaluator.history_length,
-                          rating_mean=float(split.train["rating"].mean()))
+                          rating_mean=float(split.train["rating"].mean()),
+                          rating_values=tuple(float(v) for v in scale.values()))
         evaluation = {name: build_user_rows(w) or w for name, w in windows.items()}
         return RatingData(data, split, key, train_data, windows, evaluation, shape)
 

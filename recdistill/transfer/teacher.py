@@ -22,7 +22,8 @@ from typing import Any
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from recdistill.data.batching import build_split_data, build_user_rows
+from recdistill.data.batching import FIVE_STARS, build_split_data, build_user_rows
+from recdistill.data.rating_scale import RatingScale
 from recdistill.data.split_config import ChronoRatioSplit
 from recdistill.data.splits import make_split
 from recdistill.distill.objective import build_objective
@@ -49,11 +50,12 @@ def source_table(split: Any) -> pd.DataFrame:
     return split.extra["source"]
 
 
-def source_inputs(cfg: DictConfig, split: Any) -> tuple[Any, Any]:
-    """(training sequences, validation rows) of the source data: per user, the last 10% validates."""
+def source_inputs(cfg: DictConfig, split: Any, scale: RatingScale | None = None) -> tuple[Any, Any]:
+    """(training sequences, validation rows) of the source data: per user, the last 10% validates;
+    rating classes follow `scale` (the target data's; None: 1..5)."""
     source = make_split(source_table(split), ChronoRatioSplit(ratios=[0.9, 0.1, 0.0]), cfg.seed)
     frames = {"train": source.train, "valid": source.valid, "test": source.test}
-    train_data, windows = build_split_data(frames, cfg.evaluator.history_length)
+    train_data, windows = build_split_data(frames, cfg.evaluator.history_length, scale=scale or FIVE_STARS)
     return train_data, build_user_rows(windows["valid"]) or windows["valid"]
 
 
@@ -73,7 +75,7 @@ def source_model(ctx: TransferContext) -> tuple[RatingModel, dict]:
     transfer = {"mode": cfg.transfer.mode, "source_epochs": cfg.transfer.source_epochs}
 
     def fit(key: str) -> tuple[RatingModel, dict]:
-        source_train, source_valid = source_inputs(cfg, ctx.data.split)
+        source_train, source_valid = source_inputs(cfg, ctx.data.split, ctx.data.data.rating_scale)
         model = ctx.new_model(cfg.teacher, cfg.teacher_seed)
         if cfg.transfer.mode == "meta" and not model.adapts_per_user:
             raise ConfigError(f"transfer=meta needs a teacher that adapts per user (teacher=meta_rating); "
