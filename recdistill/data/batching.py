@@ -43,9 +43,11 @@ TARGET_FIELDS = ("index", "user", "item", "rating", "label")
 
 
 def time_order(interactions: pd.DataFrame) -> np.ndarray:
-    """Rank of each row when sorted by (user, timestamp, row): a global key for 'earlier'."""
-    order = np.lexsort((interactions["row"].to_numpy(), interactions["timestamp"].to_numpy(),
-                        interactions["user"].to_numpy()))
+    """Rank of each row when sorted by (user, timestamp, row): a global key for 'earlier' (data
+    without a timestamp column: by (user, row), the file order standing in for time)."""
+    times = (interactions["timestamp"].to_numpy() if "timestamp" in interactions.columns
+             else np.zeros(len(interactions), dtype=np.int64))
+    order = np.lexsort((interactions["row"].to_numpy(), times, interactions["user"].to_numpy()))
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order))
     return rank

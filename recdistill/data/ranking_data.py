@@ -33,9 +33,11 @@ class InteractionLists:
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame, n_users: int) -> "InteractionLists":
-        """Lists from a table with user, item, timestamp (and `row`, which breaks time ties)."""
+        """Lists from a table with user, item, timestamp (and `row`, which breaks time ties); data
+        without a timestamp column keeps each user's items in row order (`row`, else the table's)."""
         ties = frame["row"].to_numpy() if "row" in frame.columns else np.arange(len(frame))
-        order = np.lexsort((ties, frame["timestamp"].to_numpy(), frame["user"].to_numpy()))
+        times = frame["timestamp"].to_numpy() if "timestamp" in frame.columns else np.zeros(len(frame), np.int64)
+        order = np.lexsort((ties, times, frame["user"].to_numpy()))
         users = frame["user"].to_numpy()[order]
         counts = np.bincount(users, minlength=n_users)
         indptr = np.concatenate([[0], np.cumsum(counts)])

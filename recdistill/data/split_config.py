@@ -16,7 +16,7 @@ a time split fails at composition like any foreign key. Flat records name both `
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, is_dataclass
-from typing import Any, List, Mapping, Union
+from typing import Any, List, Mapping, Optional, Union
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -119,13 +119,23 @@ class DomainTimeSplit:
     target_fraction: float = bounded(1.0, gt=0, le=1)
 
 
+@dataclass
+class GivenSplit:
+    """Train, valid and test as three files give them (read with dataset=files' columns and format)."""
+
+    name: str = "given"  # the kind; set by the schema, not by hand
+    train: Optional[str] = None  # the training interactions file
+    valid: Optional[str] = None  # the validation interactions file
+    test: Optional[str] = None  # the test interactions file
+
+
 SplitSchema = Union[ChronoRatioSplit, LeaveOneOutSplit, RandomRatioSplit, ColdUserSplit, ColdItemSplit,
-                    DomainGenreSplit, DomainTimeSplit]
+                    DomainGenreSplit, DomainTimeSplit, GivenSplit]
 
 #: Split kind (its `name`) -> schema; the ConfigStore holds each as `split_schema/<kind>`.
 SPLIT_SCHEMAS: dict[str, type] = {schema.name: schema for schema in (  # type: ignore[attr-defined]
     ChronoRatioSplit, LeaveOneOutSplit, RandomRatioSplit, ColdUserSplit, ColdItemSplit,
-    DomainGenreSplit, DomainTimeSplit)}
+    DomainGenreSplit, DomainTimeSplit, GivenSplit)}
 #: `domain_by` of a flat record (name `domain`) -> the kind it is now.
 DOMAIN_KINDS = {"genre": "domain_genre", "time": "domain_time"}
 #: Every field of the flat split schema used before per-kind schemas; a record holding all of

@@ -9,6 +9,8 @@ rounded half up):
 so every user with at least 3 interactions has at least one in each split whose ratio is > 0.
 `leave_one_out` is the same with n_test = n_valid = 1. Ties in time keep the original row order.
 `cold_user`, `cold_item`, `domain_genre` and `domain_time` live in `cold_splits` and add named extra tables.
+`given` reads its parts from three files (`given_split`). Kinds that order interactions by time
+(`needs_time`) refuse data without a timestamp column; random_ratio, cold_item and given do not.
 
 Each kind's config is its own dataclass (`split_config`); SPLIT_KINDS maps a kind to its schema,
 the function that makes it and what its cache key holds. `make_split` and `split_key` take the
@@ -29,12 +31,14 @@ import pandas as pd
 
 from recdistill.data.config import DatasetConfig
 from recdistill.data.split_config import (ChronoRatioSplit, ColdItemSplit, ColdUserSplit, DomainGenreSplit,
-                                          DomainTimeSplit, LeaveOneOutSplit, RandomRatioSplit, to_split_config)
+                                          DomainTimeSplit, GivenSplit, LeaveOneOutSplit, RandomRatioSplit,
+                                          to_split_config)
 from recdistill.data.cold_splits import make_cold_split
+from recdistill.data.given_split import given_parts
 from recdistill.data.readers.registry import dataset_config, get_reader
 from recdistill.data.split_rules import (PARTS, Split, chrono_ratio_split, leave_one_out_split, random_ratio_split,
                                          with_row)
-from recdistill.errors import DataError
+from recdistill.errors import ConfigError, DataError
 from recdistill.utils.atomic import write_json, write_parquet
 
 log = logging.getLogger(__name__)
@@ -71,25 +75,33 @@ class SplitKind:
     schema: type
     make: Callable[[pd.DataFrame, Any, int, Optional[pd.DataFrame]], Split]  # (rows with `row`, cfg, seed, items)
     key: Callable[[Any, int], dict[str, Any]]  # (cfg, seed) -> what determines the split
+    needs_time: bool = True  # orders interactions by time: refuses data without a timestamp column
 
 
 #: Split kind (`split.name`) -> schema, maker and key.
 SPLIT_KINDS: dict[str, SplitKind] = {
     "chrono_ratio": SplitKind(ChronoRatioSplit, chrono_ratio_split, _fields_key(seeded=False)),
     "leave_one_out": SplitKind(LeaveOneOutSplit, leave_one_out_split, _fields_key(seeded=False)),
-    "random_ratio": SplitKind(RandomRatioSplit, random_ratio_split, _fields_key(seeded=True)),
+    "random_ratio": SplitKind(RandomRatioSplit, random_ratio_split, _fields_key(seeded=True), needs_time=False),
     "cold_user": SplitKind(ColdUserSplit, make_cold_split, _fields_key(seeded=True)),
-    "cold_item": SplitKind(ColdItemSplit, make_cold_split, _fields_key(seeded=True)),
+    "cold_item": SplitKind(ColdItemSplit, make_cold_split, _fields_key(seeded=True), needs_time=False),
     "domain_genre": SplitKind(DomainGenreSplit, make_cold_split, _domain_key),
     "domain_time": SplitKind(DomainTimeSplit, make_cold_split, _domain_key),
+    # the files' paths; their content enters through the data fingerprint
+    "given": SplitKind(GivenSplit, given_parts, _fields_key(seeded=False), needs_time=False),
 }
 
 
 def make_split(interactions: pd.DataFrame, cfg: Any, seed: int, items: pd.DataFrame | None = None) -> Split:
     """Split interactions by the kind of `cfg` (a split dataclass, a composed `cfg.split` or a mapping);
-    `items` is needed by `domain_genre`."""
+    `items` is needed by `domain_genre`. ConfigError when the kind orders by time and the data has none."""
     split_cfg = to_split_config(cfg)
-    split = SPLIT_KINDS[split_cfg.name].make(with_row(interactions), split_cfg, seed, items)
+    kind = SPLIT_KINDS[split_cfg.name]
+    if kind.needs_time and "timestamp" not in interactions.columns:
+        untimed = ", ".join(f"split={name}" for name, k in SPLIT_KINDS.items() if not k.needs_time)
+        raise ConfigError(f"split.name={split_cfg.name!r} orders each user's interactions by time, but the data has "
+                          f"no timestamp column (dataset.columns.timestamp unset?); use {untimed}")
+    split = kind.make(with_row(interactions), split_cfg, seed, items)
     log.info("Split %s: %s", split_cfg.name, split.sizes())
     return split
 

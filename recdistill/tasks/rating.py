@@ -21,6 +21,7 @@ from recdistill.data.split_cache import load_or_make_split
 from recdistill.distill.extract import load_or_extract, per_example_knowledge
 from recdistill.distill.knowledge import TeacherKnowledge
 from recdistill.distill.objective import DistillationObjective
+from recdistill.errors import ConfigError
 from recdistill.evaluation.rating_eval import evaluate_rating_role, rating_validator
 from recdistill.evaluation.result import RoleResult
 from recdistill.models.base import DataShape, RatingModel
@@ -55,6 +56,9 @@ class RatingTask(Task):
     def prepare(self, run_dir: Path) -> RatingData:
         cfg = self.cfg
         data, split, key = load_or_make_split(cfg.dataset, self.split, cfg.seed, self.cache_dir, run_dir)
+        if not data.has_rating:
+            raise ConfigError(f"task=rating needs explicit ratings; dataset {data.name!r} has no rating column; "
+                              "use task=ranking or map dataset.columns.rating")
         frames = {"train": split.train, "valid": split.valid, "test": split.test}
         scale = data.rating_scale or FIVE_STARS
         train_data, windows = build_split_data(frames, self.evaluator.history_length, scale=scale)
