@@ -161,8 +161,9 @@ def data_command(args: list[str]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from recdistill.data.loading import describe, load_dataset
+    from recdistill.data.loading import load_dataset
     from recdistill.data.readers.registry import dataset_config, get_reader, names_and_aliases, resolve_alias
+    from recdistill.data.report import describe
 
     parser = argparse.ArgumentParser(prog="recdistill data")
     parser.add_argument("action", choices=["fetch", "info"])

@@ -8,7 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recdistill.data.loading import describe, filter_min_user_interactions, load_dataset
+from recdistill.data.filters import k_core
+from recdistill.data.loading import load_dataset
+from recdistill.data.report import describe
 from recdistill.data.movielens import GENRES, read_atomic, read_native, split_title_year
 from recdistill.data.readers.movielens_100k import MovieLens100K
 from recdistill.errors import ConfigError, DataError
@@ -188,11 +190,11 @@ def test_load_dataset_local_filters_sparse_users(tmp_path: Path) -> None:
 
 def test_filter_keeps_everything_when_no_user_is_sparse(tmp_path: Path) -> None:
     data = read_native(write_native(tmp_path))
-    assert filter_min_user_interactions(data, 3) is data
+    assert k_core(data, 3, 0) == (data, None)
 
 
 def test_load_dataset_rejects_unknown_names(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="movielens_100k, synthetic"):
+    with pytest.raises(ConfigError, match="is not one of .*movielens_100k, .*synthetic"):
         load_dataset({"name": "netflix"})
     with pytest.raises(ConfigError, match="auto, grouplens, recbole, local"):
         load_dataset(MovieLens100K.Config(source="ftp", cache_dir=str(tmp_path)))

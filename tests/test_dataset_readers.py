@@ -18,7 +18,8 @@ from omegaconf import OmegaConf
 import recdistill.data.readers as readers_package
 from recdistill.cli import config_dir
 from recdistill.config_schema import register_schemas
-from recdistill.data.loading import describe, load_dataset
+from recdistill.data.loading import load_dataset
+from recdistill.data.report import describe
 from recdistill.data.readers.registry import (dataset_config, dataset_readers, get_reader, names_and_aliases,
                                               resolve_alias)
 from recdistill.data.tables import RecData

@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from recdistill.data.duplicates import resolve_duplicates
-from recdistill.data.loading import describe, load_dataset
+from recdistill.data.loading import load_dataset
+from recdistill.data.report import describe
 from recdistill.data.readers.movielens_100k import MovieLens100K
 from recdistill.data.split_config import LeaveOneOutSplit
 from recdistill.data.splits import make_split

@@ -57,6 +57,7 @@ ALLOWED: dict[tuple[str, str], str] = {
                                                    f"the top it would load hydra and pandas; {_HELP} hydra",
     ("recdistill/cli.py", "recdistill.data.loading"): "`data` only; at the top it would load pandas and omegaconf "
                                                       "for `--help`",
+    ("recdistill/cli.py", "recdistill.data.report"): "`data` only; at the top it would load pandas for `--help`",
     ("recdistill/cli.py", "recdistill.data.readers.registry"): "`data` only; at the top it would load pandas and "
                                                                "omegaconf for `--help`",
     ("recdistill/cli.py", "recdistill.reporting.compare"): "`compare` only; at the top it would load pandas and "

@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 
 from recdistill.data.given_split import load_given
 from recdistill.data.loading import load_dataset
+from recdistill.data.report import describe
 from recdistill.data.split_config import to_split_config
 from recdistill.data.splits import Split, load_split, make_split, save_split, split_key
 from recdistill.data.tables import RecData
@@ -30,7 +31,8 @@ def _plain(node: Any) -> Any:
 def load_or_make_split(dataset_cfg: Any, split_cfg: Any, seed: int, cache_dir: Path, run_dir: Path
                        ) -> tuple[RecData, Split, str]:
     """(data, split, split key): the dataset, and its split made or reused from
-    `<cache_dir>/splits/<key>/`; writes `split.json` (key, path, settings, sizes) into `run_dir`.
+    `<cache_dir>/splits/<key>/`; writes `data_report.json` (`recdistill.data.report`) and
+    `split.json` (key, path, data fingerprint, settings, sizes) into `run_dir`.
     split=given reads its data from its three files, and its split.json holds what they held ("given")."""
     typed_split = to_split_config(split_cfg)
     if typed_split.name == "given":  # the data is the union of the three files, each row knowing its part
@@ -46,6 +48,7 @@ def load_or_make_split(dataset_cfg: Any, split_cfg: Any, seed: int, cache_dir: P
     else:
         split = make_split(interactions, split_cfg, seed, items=data.items)
         save_split(split, split_dir)
+    write_json(run_dir / "data_report.json", describe(data))
     write_json(run_dir / "split.json", {"key": key, "path": str(split_dir), "data_fingerprint": data.fingerprint,
                                         **_plain(split_cfg), "sizes": split.sizes(),
                                         **({"given": data.report["given_split"]} if "given_split" in data.report
