@@ -47,8 +47,12 @@ def test_a_masked_history_holding_the_test_item_is_a_config_error_unless_repeats
     kept_all = make_split(resolve_duplicates(data_with_repeats(), "keep_all").interactions, LeaveOneOutSplit(), 0)
     assert (0, 1) in set(zip(kept_all.test.user, kept_all.test.item))  # the re-watch is user 0's test item
     with pytest.raises(ConfigError, match=r"1 test users and 0 validation users have a held-out item .* "
-                                          r"Set dataset\.duplicates=keep_last .* or evaluator\.mask_history=false"):
+                                          r"Either set dataset\.duplicates=keep_last .* or set "
+                                          r"evaluator\.mask_history=false"):
         check_no_masked_repeats(kept_all)
+    with pytest.raises(ConfigError, match=r"the given split's files hold the same \(user, item\) pair .* Either "
+                                          r"remove those rows from the files, or set evaluator\.mask_history=false"):
+        check_no_masked_repeats(kept_all, given=True)
     kept_last = make_split(resolve_duplicates(data_with_repeats(), "keep_last").interactions, LeaveOneOutSplit(), 0)
     check_no_masked_repeats(kept_last)  # the earlier watch is gone: user 0 can hit item 1
     history = pd.concat([kept_last.train, kept_last.valid])

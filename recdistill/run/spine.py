@@ -72,7 +72,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         results = {role: task.evaluate(role, model, data) for role, (model, _) in models.items()}
         for role, (_, info) in models.items():
             add_training_summary(results[role], role, info)
-    info = run_info(cfg, device, models, data.split_key, task.protocol(), seconds, started, data.data.fingerprint)
+    protocol = {**task.protocol(), "data": task.data_protocol()}
+    info = run_info(cfg, device, models, data.split_key, protocol, seconds, started, data.data.fingerprint)
     metrics = write_results(run_dir, info, results)
     write_run_report(run_dir)
     return metrics

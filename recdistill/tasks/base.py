@@ -132,6 +132,16 @@ class Task(abc.ABC):
     def protocol(self) -> dict[str, Any]:
         """The evaluation protocol, written next to every number."""
 
+    def data_protocol(self) -> dict[str, Any]:
+        """What was done to the data before the split (written into the protocol block): repeated
+        pairs, the positive-rating threshold and the k-core filter (data_report.json: what they dropped)."""
+        dataset = self.cfg.dataset
+        return {"dataset": dataset.name, "duplicates": dataset.duplicates,
+                "positive_threshold": dataset.get("positive_threshold"),
+                "k_core": {"min_user_interactions": dataset.min_user_interactions,
+                           "min_item_interactions": dataset.get("min_item_interactions", 0)},
+                "rating_scale": dataset.get("rating_scale") or "the reader's, else inferred (data_report.json)"}
+
 
 def no_distillation(task: str) -> DistillationObjective:
     """The objective of a model trained on ground truth alone."""

@@ -52,16 +52,20 @@ class RankingRun(TaskData):
     candidates: dict[str, torch.Tensor]  # split -> item pool ranked over (cold-item splits); absent = all items
 
 
-def check_no_masked_repeats(split: Split) -> None:
+def check_no_masked_repeats(split: Split, given: bool = False) -> None:
     """ConfigError when a held-out item is also in the user's input history (repeats kept by
-    `dataset.duplicates=keep_all`): the masked history would remove it from the user's ranking."""
+    `dataset.duplicates=keep_all`, or pairs a given split's files share): the masked history would
+    remove it from the user's ranking."""
     test = repeat_conflicts(pd.concat([split.train, split.valid]), split.test)
     valid = repeat_conflicts(split.train, split.valid)
     if test or valid:
+        cause, fix = (("the given split's files hold the same (user, item) pair in a history and a held-out part",
+                       "remove those rows from the files") if given else
+                      ("repeats kept by dataset.duplicates=keep_all",
+                       "set dataset.duplicates=keep_last (each pair's latest interaction)"))
         raise ConfigError(f"{test} test users and {valid} validation users have a held-out item that is also in "
-                          "their input history (repeats kept by dataset.duplicates=keep_all); "
-                          "evaluator.mask_history=true removes it from their ranking, so they could never hit it. "
-                          "Set dataset.duplicates=keep_last (each pair's latest interaction) or "
+                          f"their input history ({cause}); evaluator.mask_history=true removes it from their "
+                          f"ranking, so they could never hit it. Either {fix}, or set "
                           "evaluator.mask_history=false (recommending seen items again)")
 
 
@@ -77,7 +81,7 @@ class RankingTask(Task):
         cfg = self.cfg
         data, split, key = load_or_make_split(cfg.dataset, self.split, cfg.seed, self.cache_dir, run_dir)
         if self.evaluator.mask_history:
-            check_no_masked_repeats(split)
+            check_no_masked_repeats(split, given=self.split.name == "given")
         frames = {"train": split.train, "valid": split.valid, "test": split.test}
         ties = TieKeys(cfg.seed, data.user_ids, data.item_ids)  # one tie rule for every role of the run
         lists = RankingData(frames, data.n_users, data.n_items, self.evaluator.history_length, ties)
