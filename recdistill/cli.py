@@ -25,6 +25,8 @@ commands:
   data info NAME [KEY=VALUE...]
                             describe a dataset (KEY=VALUE: its dataset options, e.g. synthetic.n_users=50);
                             `recdistill data --help` lists every NAME the dataset readers define
+  data info dataset=NAME [dataset.KEY=VALUE... split=given split.train=FILE ...]
+                            the same, with the overrides `train` takes (e.g. your own files)
   compare PATH...           one table of every metrics.json found below the paths
 """
 
@@ -156,42 +158,78 @@ def objective_value(metrics: dict, cfg: "DictConfig") -> float:
 
 
 def data_command(args: list[str]) -> None:
-    """`data fetch NAME` and `data info NAME`, for every dataset the reader registry holds."""
-    from omegaconf import OmegaConf
+    """`data fetch|info NAME [KEY=VALUE...]` (NAME a dataset or alias, KEY=VALUE its options) or
+    `data fetch|info dataset=NAME [dataset.KEY=VALUE...] [split=given split.train=FILE ...]`, the
+    overrides `train` takes; `info` of a given split describes the union of its three files."""
     from rich.console import Console
     from rich.table import Table
 
+    from recdistill.data.given_split import load_given_union
     from recdistill.data.loading import load_dataset
-    from recdistill.data.readers.registry import dataset_config, get_reader, names_and_aliases, resolve_alias
+    from recdistill.data.readers.registry import dataset_config, get_reader, names_and_aliases
     from recdistill.data.report import describe
 
-    parser = argparse.ArgumentParser(prog="recdistill data")
+    parser = argparse.ArgumentParser(prog="recdistill data", description=data_command.__doc__)
     parser.add_argument("action", choices=["fetch", "info"])
-    parser.add_argument("name", choices=names_and_aliases(), help="a dataset (config name or alias)")
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                        help="dataset options, as dataset.KEY=VALUE in train (e.g. source=recbole)")
-    parser.add_argument("--cache-dir", default="~/.cache/recdistill", help="cache folder (default %(default)s)")
+    parser.add_argument("tokens", nargs="+", metavar="NAME|KEY=VALUE",
+                        help=f"a dataset ({', '.join(names_and_aliases())}) and its options KEY=VALUE, or the "
+                             "overrides of `train` (dataset=NAME dataset.KEY=VALUE split=given split.train=FILE ...)")
+    parser.add_argument("--cache-dir", help="cache folder (default: cache_dir of the config)")
     parser.add_argument("--source", help="shorthand for the option source=SOURCE")
     options = parser.parse_args(args)
-    overrides = [*options.overrides, *([f"source={options.source}"] if options.source else [])]
-    malformed = [o for o in overrides if "=" not in o]
-    if malformed:
-        parser.error(f"dataset options are KEY=VALUE, got {malformed}")
+    overrides = _data_overrides(options.tokens, names_and_aliases(), parser)
+    overrides += [f"dataset.source={options.source}"] if options.source else []
+    overrides += [f"cache_dir={Path(options.cache_dir).expanduser()}"] if options.cache_dir else []
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    name = resolve_alias(options.name)
-    values = {"name": name, "cache_dir": str(Path(options.cache_dir).expanduser()),
-              **OmegaConf.to_container(OmegaConf.from_dotlist(overrides))}
-    cfg = dataset_config(values)
+    cfg = _compose(overrides)
+    name = str(cfg.dataset.name)
     if options.action == "fetch":
-        Console().print(get_reader(name).fetch(cfg))
+        Console().print(get_reader(name).fetch(dataset_config(cfg.dataset)))
         return
-    data = load_dataset(cfg, seed=0)
-    table = Table(title=f"dataset {name}")
+    given = cfg.split.name == "given"
+    data = load_given_union(cfg.dataset, cfg.split) if given else load_dataset(cfg.dataset, seed=cfg.seed)
+    table = Table(title=f"dataset {name}" + (" (the union of the given split's files)" if given else ""))
     table.add_column("property")
     table.add_column("value", justify="right")
     for key, value in describe(data).items():
         table.add_row(str(key), str(value))
     Console().print(table)
+
+
+def _data_overrides(tokens: list[str], names: list[str], parser: argparse.ArgumentParser) -> list[str]:
+    """Train-style overrides from `data` tokens: NAME [KEY=VALUE...] becomes dataset=NAME dataset.KEY=VALUE."""
+    from recdistill.data.readers.registry import resolve_alias
+
+    first, rest = tokens[0], tokens[1:]
+    if "=" in first:
+        if not any(t.split("=", 1)[0].lstrip("+~") == "dataset" for t in tokens):
+            parser.error("name the dataset: NAME first, or dataset=NAME among the overrides")
+        return list(tokens)
+    if first not in names:
+        parser.error(f"unknown dataset {first!r}; valid: {', '.join(names)}")
+    malformed = [t for t in rest if "=" not in t]
+    if malformed:
+        parser.error(f"dataset options are KEY=VALUE, got {malformed}")
+    scoped = ("dataset.", "dataset=", "split.", "split=", "cache_dir=", "seed=")
+    return [f"dataset={resolve_alias(first)}", *(t if t.startswith(scoped) else f"dataset.{t}" for t in rest)]
+
+
+def _compose(overrides: list[str]) -> "DictConfig":
+    """The root config composed with `overrides`, as `train` composes it; ConfigError on a bad one."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from recdistill.config_schema import register_schemas
+
+    register_schemas()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(str(config_dir()), version_base=None):
+            return compose(config_name="config", overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as error:
+        raise ConfigError(hydra_error_message(error)) from None
 
 
 def compare_command(args: list[str]) -> None:

@@ -31,6 +31,31 @@ def test_data_info_describes_a_dataset(tmp_path):
     assert "interactions" in result.stdout and "users" in result.stdout
 
 
+def rows_of(table: str) -> dict[str, str]:
+    """property -> value of a two-column rich table."""
+    return {line.split("│")[1].strip(): line.split("│")[2].strip() for line in table.splitlines()
+            if line.count("│") == 3 and line.split("│")[1].strip()}
+
+
+def test_data_info_takes_the_overrides_train_takes(tmp_path):
+    """Your own file, and a given split's three files, described with `train`'s overrides."""
+    for part, rows in (("train", "u\ti\n005\ta\n5\ta\n5\tb\n"), ("valid", "u\ti\n005\tb\n"),
+                       ("test", "u\ti\n5\tc\n")):
+        (tmp_path / f"{part}.tsv").write_text(rows, encoding="utf-8")
+    mapping = ["dataset.columns.user=u", "dataset.columns.item=i", f"cache_dir={tmp_path / 'cache'}"]
+    own = cli("data", "info", "dataset=files", f"dataset.path={tmp_path / 'train.tsv'}", *mapping, cwd=tmp_path)
+    assert own.returncode == 0, own.stderr
+    assert rows_of(own.stdout)["n_users"] == "2" and rows_of(own.stdout)["n_items"] == "2"  # 005 and 5: two users
+    given = cli("data", "info", "dataset=files", "split=given", *mapping,
+                *(f"split.{part}={tmp_path / (part + '.tsv')}" for part in ("train", "valid", "test")), cwd=tmp_path)
+    assert given.returncode == 0, given.stderr
+    assert "union of the given split's files" in given.stdout
+    lines = rows_of(given.stdout)
+    assert lines["n_users"] == "2" and lines["n_items"] == "3" and lines["n_interactions"] == "5"
+    bad = cli("data", "info", "dataset.path=x", cwd=tmp_path)
+    assert bad.returncode == 2 and "name the dataset" in bad.stderr
+
+
 def test_fetching_synthetic_data_is_a_clean_error(tmp_path):
     result = cli("data", "fetch", "synthetic", cwd=tmp_path)
     assert result.returncode == 2

@@ -51,6 +51,8 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("recdistill/cli.py", "recdistill.run.spine"): "`train` only; the spine is the whole training stack: "
                                                    f"{_HELP} torch",
     ("recdistill/cli.py", "hydra.errors"): f"Hydra, only for `train` (its composition errors); {_HELP} hydra",
+    ("recdistill/cli.py", "hydra.core.global_hydra"): f"Hydra, only for `data` composing its config; {_HELP} hydra",
+    ("recdistill/cli.py", "recdistill.data.given_split"): "`data` only; at the top it would load pandas for `--help`",
     ("recdistill/cli.py", "omegaconf.errors"): "only `train` sorts configuration errors from crashes; keeps "
                                                "`--help` and `compare` free of omegaconf",
     ("recdistill/cli.py", "recdistill.run.sweep"): "`train` only (sweep bookkeeping: Hydra callback, outcomes); at "

@@ -26,9 +26,9 @@ from recdistill.data.duplicates import PAIR
 from recdistill.data.file_tables import file_format
 from recdistill.data.loading import with_rating_scale
 from recdistill.data.rating_scale import parse_rating_scale
-from recdistill.data.readers.files import read_files
-from recdistill.data.readers.registry import dataset_config
-from recdistill.data.split_config import GivenSplit
+from recdistill.data.readers.files import Files, read_files
+from recdistill.data.readers.registry import dataset_config, get_reader
+from recdistill.data.split_config import GivenSplit, to_split_config
 from recdistill.data.split_rules import PARTS, Split
 from recdistill.data.tables import RecData
 from recdistill.errors import ConfigError, DataError
@@ -44,7 +44,7 @@ def load_given(dataset_cfg: Any, split: GivenSplit) -> tuple[RecData, np.ndarray
     the (N,) int8 part of each interaction (0 train, 1 valid, 2 test); ConfigError for another
     dataset, a dataset.path, a missing file name or a filter."""
     typed = dataset_config(dataset_cfg)
-    if typed.name != "files":
+    if not isinstance(typed, Files.Config):  # dataset=files, or a reader whose Config extends its (citeulike_t)
         raise ConfigError(f"split=given reads split.train / split.valid / split.test with the column mapping of "
                           f"dataset=files, but dataset={typed.name}; set dataset=files (dataset.columns.user=..., "
                           "dataset.columns.item=...)")
@@ -56,11 +56,18 @@ def load_given(dataset_cfg: Any, split: GivenSplit) -> tuple[RecData, np.ndarray
         if value != neutral and value is not None:
             raise ConfigError(f"dataset.{key}={value} would alter a given split (split=given): set "
                               f"dataset.{key}={'null' if neutral is None else neutral}")
+    folder = getattr(typed, "folder", None)
+    if folder is not None:  # a dataset that keeps its split's files (dataset.folder): unset parts come from there
+        split = replace(split, **{name: str(Path(folder).expanduser() / f"{name}.tsv") for name in PARTS
+                                  if getattr(split, name) is None})
     missing = [f"split.{name}" for name in PARTS if getattr(split, name) is None]
     if missing:
         raise ConfigError(f"split=given needs {', '.join(missing)}=FILE (the {', '.join(m[6:] for m in missing)} "
                           "interactions)")
     sources = [(Path(getattr(split, name)).expanduser(), name) for name in PARTS]
+    check_given = getattr(get_reader(typed.name), "check_given", None)
+    if check_given is not None:  # a published split checks its files first (citeulike_t: SHA-256, where to get them)
+        check_given(typed, {name: path for path, name in sources})
     for path, name in sources:
         if not path.is_file():
             raise ConfigError(f"split.{name}={str(path)!r}: no such file")
@@ -74,6 +81,12 @@ def load_given(dataset_cfg: Any, split: GivenSplit) -> tuple[RecData, np.ndarray
     log.info("split=given: %s rows; %d items only in valid / test; overlaps %s", report["rows"],
              report["items_not_in_train"], report["overlaps"])
     return replace(data, report={**data.report, "given_split": report}), part
+
+
+def load_given_union(dataset_cfg: Any, split_cfg: Any) -> RecData:
+    """The union of a given split's three files (`split_cfg`: a config node, mapping or GivenSplit),
+    as `recdistill data info` describes it."""
+    return load_given(dataset_cfg, to_split_config(split_cfg))[0]
 
 
 def _check_repeats(data: RecData, part: np.ndarray, policy: str) -> dict[str, Any]:

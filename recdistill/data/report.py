@@ -45,6 +45,7 @@ def describe(data: RecData) -> dict[str, Any]:
         "duplicates": data.report.get("duplicates"),
         "filters": data.report.get("filters", {}),
         "encoding": data.report.get("encoding"),
+        "given_split": data.report.get("given_split"),
         "fingerprint": data.fingerprint,
     }
 

@@ -62,7 +62,9 @@ class MovieLens100K(DatasetReader):
                                             cfg.cache_dir)
         else:  # fetched and verified against the published checksums: the same data from either mirror
             fingerprint = fingerprint_of_texts("ml-100k", CHECKSUMS.zip_md5)
-        return replace(data, rating_scale=RatingScale(1.0, 5.0, 1.0), fingerprint=fingerprint)
+        encoding = "latin-1" if fmt == "native" else "utf-8"  # GroupLens' files / RecBole's atomic files
+        return replace(data, rating_scale=RatingScale(1.0, 5.0, 1.0), fingerprint=fingerprint,
+                       report={**data.report, "encoding": encoding})
 
     def fetch(self, cfg: Config) -> str:
         """Download and verify ML-100K into the cache."""
