@@ -23,6 +23,7 @@ import torch
 
 from recdistill.distill.knowledge import TeacherKnowledge
 from recdistill.distill.strategy import Strategy
+from recdistill.errors import ConfigError
 from recdistill.models.ranking_base import RankingOutput
 
 #: Rounds of redrawing before `sample_outside` gives up (each round keeps a fraction N/I of draws).
@@ -187,9 +188,9 @@ class RankingStrategy(Strategy):
         return [items[items >= 0].unique()]
 
     def check_topk(self, topk: int, what: str = "topk") -> None:
-        """Fail clearly when a parameter asks for more ranks than the knowledge holds."""
+        """ConfigError when a parameter asks for more ranks than the knowledge holds."""
         stored = self.teacher["topk_items"].shape[1]
-        assert topk <= stored, (
-            f"{self.name}: {what}={topk} but the teacher knowledge keeps only the top {stored} items; "
-            f"raise distill.teacher_topk to at least {topk} or lower {what}"
-        )
+        if topk > stored:
+            raise ConfigError(f"distill.terms.{self.name}.{what}={topk}, but the teacher knowledge keeps only the "
+                              f"top {stored} items (distill.teacher_topk); raise distill.teacher_topk to at least "
+                              f"{topk} or lower {what}")

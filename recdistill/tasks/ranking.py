@@ -129,6 +129,9 @@ class RankingTask(Task):
     def extract(self, teacher: nn.Module, teacher_key: str, needs: frozenset[str], data: RankingRun, path: Path
                 ) -> TeacherKnowledge:
         lists, evaluator, topk = data.lists, self.evaluator, int(self.cfg.distill.teacher_topk)
+        if needs & {"topk_items", "topk_scores"} and topk >= lists.n_items:
+            raise ConfigError(f"distill.teacher_topk={topk} must be below the number of items ({lists.n_items}): "
+                              "the strategies sample items outside each user's teacher top-K list; lower it")
         meta = {"n_users": lists.n_users, "n_items": lists.n_items, "topk": topk, "split_key": data.split_key,
                 "tie_seed": lists.ties.seed}
         return load_or_extract(path, teacher_key, needs, meta, lambda: per_user_knowledge(
