@@ -87,7 +87,7 @@ def checkpoint_cases(folder: Path) -> list[tuple[str, int, str, float, bool]]:
     code, first, seconds = run(KD + ["hydra.run.dir=run"], folder)
     assert code == 0, f"the clean run failed: {first}"
     targets = {
-        "crafted teacher checkpoint in the model cache": sorted((folder / "cache").rglob("*.pt")),
+        "crafted model checkpoint in the model cache": sorted((folder / "cache").rglob("*.pt")),
         "crafted teacher knowledge in the run folder": sorted((folder / "run").rglob("teacher_knowledge.pt")),
     }
     for what, paths in targets.items():
