@@ -40,9 +40,10 @@ _FILTERS = {"min_user_interactions": 0, "min_item_interactions": 0, "positive_th
 
 
 def load_given(dataset_cfg: Any, split: GivenSplit) -> tuple[RecData, np.ndarray]:
-    """(data, part): the union of split.train / valid / test read with dataset=files' options, and
-    the (N,) int8 part of each interaction (0 train, 1 valid, 2 test); ConfigError for another
-    dataset, a dataset.path, a missing file name or a filter."""
+    """(data, part): the union of split.train / valid / test read with dataset=files' options (an unset
+    one is <dataset.folder>/<part>.tsv where the dataset has a folder), and the (N,) int8 part of each
+    interaction (0 train, 1 valid, 2 test); ConfigError for another dataset, a dataset.path, a
+    missing file name or a filter."""
     typed = dataset_config(dataset_cfg)
     if not isinstance(typed, Files.Config):  # dataset=files, or a reader whose Config extends its (citeulike_t)
         raise ConfigError(f"split=given reads split.train / split.valid / split.test with the column mapping of "
