@@ -178,6 +178,13 @@ def test_downloaded_pickles_are_converted_verified_and_published(tmp_path: Path)
     assert fetch_citeulike_t(folder, checksums=TINY_SUMS, opener=offline) == (folder, fetching.ALREADY)
 
 
+def test_protocol_3_pickles_with_sets_load(tmp_path: Path) -> None:
+    """Python 3.6 pickled with protocol 3, where a set is rebuilt by calling builtins.set."""
+    folder = tmp_path / "cache" / "citeulike-t"
+    got, _ = fetch_citeulike_t(folder, checksums=TINY_SUMS, opener=serving(on_master(tiny_pickles(protocol=3))))
+    assert {p: (got / f"{p}.tsv").read_text() for p in TINY_TSV} == TINY_TSV
+
+
 def test_a_pickle_carrying_code_is_refused_and_never_run(tmp_path: Path) -> None:
     marker = tmp_path / "ran"
 

@@ -112,11 +112,18 @@ def verify_files(paths: Mapping[str, Path], checksums: Mapping[str, str], memo_d
 
 
 class PlainUnpickler(pickle.Unpickler):
-    """An unpickler that loads no class and no function: only what pickle opcodes build on their
-    own comes out (dicts, lists, tuples, protocol-4 sets, ints, floats, strings, bytes, None, bools)."""
+    """An unpickler that loads no class and no function but the set constructors: only what pickle
+    opcodes build on their own comes out (dicts, lists, tuples, ints, floats, strings, bytes, None,
+    bools), plus sets and frozensets, which protocols below 4 (Python 3.6's default) build by
+    calling `builtins.set`; neither can run code."""
+
+    _ALLOWED = {("builtins", "set"): set, ("builtins", "frozenset"): frozenset,
+                ("__builtin__", "set"): set, ("__builtin__", "frozenset"): frozenset}
 
     def find_class(self, module: str, name: str) -> Any:
-        """Refuse every global (a class or function could run code while loading)."""
+        """The set constructors; refuse every other global (a class or function could run code while loading)."""
+        if (module, name) in self._ALLOWED:
+            return self._ALLOWED[module, name]
         raise pickle.UnpicklingError(f"refused the global {module}.{name}: only plain dicts, lists, tuples, sets, "
                                      "ints and strings are loaded (a class or function could run code)")
 

@@ -81,7 +81,7 @@ def load_given(dataset_cfg: Any, split: GivenSplit) -> tuple[RecData, np.ndarray
               "rows": {name: int((part == k).sum()) for k, name in enumerate(PARTS)}, **summary}
     log.info("split=given: %s rows; %d items only in valid / test; overlaps %s", report["rows"],
              report["items_not_in_train"], report["overlaps"])
-    return replace(data, report={**data.report, "given_split": report}), part
+    return replace(data, name=typed.name, report={**data.report, "given_split": report}), part
 
 
 def load_given_union(dataset_cfg: Any, split_cfg: Any) -> RecData:
