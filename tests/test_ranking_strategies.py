@@ -161,7 +161,8 @@ def test_ranking_strategies_are_rejected_on_the_rating_task() -> None:
 
 
 def test_too_short_teacher_lists_are_a_clear_error() -> None:
-    with pytest.raises(AssertionError, match="teacher_topk"):
+    with pytest.raises(ConfigError, match=r"distill.terms.rrd.n_interesting=5, but the teacher knowledge keeps only "
+                                          r"the top 3 items \(distill.teacher_topk\); raise distill.teacher_topk"):
         setup(RRD(RRDParams(n_interesting=5)), knowledge([[0, 1, 2]], n_items=10), 1)
 
 
