@@ -12,10 +12,19 @@ from torch import nn
 
 from recdistill.distill.knowledge import TeacherKnowledge
 from recdistill.distill.objective import build_objective
-from recdistill.distill.ranking_strategy import RankingStrategy, rank_discount_sample, sample_outside
+from recdistill.distill.ranking_strategy import (
+    RankingStrategy,
+    rank_discount_sample,
+    sample_outside,
+)
 from recdistill.distill.registry import get_strategy_class
 from recdistill.distill.strategies.cd import CD, CDParams
-from recdistill.distill.strategies.de import DE, DEParams, ExpertMixture, annealed_temperature
+from recdistill.distill.strategies.de import (
+    DE,
+    DEParams,
+    ExpertMixture,
+    annealed_temperature,
+)
 from recdistill.distill.strategies.rd import RD, RDParams
 from recdistill.distill.strategies.rrd import RRD, RRDParams
 from recdistill.distill.strategies.score_kd import ScoreKD, ScoreKDParams
