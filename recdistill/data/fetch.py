@@ -12,6 +12,7 @@ as zip archives, never installed.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import http.client
 import json
@@ -337,17 +338,6 @@ def fetch_release(
                         + manual_instructions(root, checksums, url, release))
 
 
-def fetch_movielens_100k(
-    cache_dir: Path,
-    source: str = "auto",
-    local_dir: Path | None = None,
-    *,
-    url: str = GROUPLENS_URL,
-    opener: Opener = urllib.request.urlopen,
-    pip_runner: PipRunner = run_pip_download,
-    checksums: Checksums = CHECKSUMS,
-    timeout: float = TIMEOUT_S,
-) -> tuple[Path, str]:
-    """Return (directory, format) of verified ML-100K files, downloading them if needed."""
-    return fetch_release(ML_100K, cache_dir, source, local_dir, url=url, opener=opener, pip_runner=pip_runner,
-                         checksums=checksums, timeout=timeout)
+#: (directory, format) of verified ML-100K files, downloading them if needed: `fetch_release` of its release
+#: (cache_dir, source="auto", local_dir=None, *, url, opener, pip_runner, checksums, timeout).
+fetch_movielens_100k = functools.partial(fetch_release, ML_100K)

