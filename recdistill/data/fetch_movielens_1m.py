@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 
-
 from recdistill.data.fetch import Checksums, Release, fetch_release
 
 GROUPLENS_URL = "https://files.grouplens.org/datasets/movielens/ml-1m.zip"
