@@ -48,7 +48,9 @@ class MovieLens1M(MovieLensReader):
         directory, fmt = self._locate(cfg)
         log.info("Reading MovieLens-1M (%s format) from %s", fmt, directory)
         data = read_movielens_1m(directory, fmt)
-        return replace(data, fingerprint=self._fingerprint(cfg, directory, fmt))
+        encoding = "latin-1" if fmt == "native" else "utf-8"  # GroupLens' .dat files / the wheel's atomic files
+        return replace(data, fingerprint=self._fingerprint(cfg, directory, fmt),
+                       report={**data.report, "encoding": encoding})
 
     def fetch(self, cfg: Config) -> str:
         """Download and verify ML-1M into the cache."""
