@@ -68,27 +68,61 @@ def _target_fields(frame: pd.DataFrame, scale: RatingScale) -> dict[str, torch.T
 
 
 class RatingWindows:
-    """One row per target: its latest visible history, left-padded, then the target slot."""
+    """One row per target: its latest visible history, left-padded, then the target slot.
 
-    def __init__(self, targets: dict[str, torch.Tensor], hist_items: torch.Tensor, hist_ratings: torch.Tensor,
-                 hist_mask: torch.Tensor, time_key: torch.Tensor, visible_before: torch.Tensor) -> None:
+    Histories are gathered per batch from the visible interactions (V,) and each target's slice
+    [start, end) of them, so memory grows with the number of interactions, not L times it."""
+
+    def __init__(self, targets: dict[str, torch.Tensor], visible_items: torch.Tensor, visible_classes: torch.Tensor,
+                 start: torch.Tensor, end: torch.Tensor, history_length: int, time_key: torch.Tensor) -> None:
         self.targets = targets  # TARGET_FIELDS, (N,) each
-        self.hist_items, self.hist_ratings, self.hist_mask = hist_items, hist_ratings, hist_mask  # (N, L)
+        self.visible_items, self.visible_classes = visible_items, visible_classes  # (V,) item id, class 1..C
+        self.start = start  # (N,) the target's user's first visible slot
+        self.history_length = history_length  # L
         self.time_key = time_key  # (N,) global time-order key of each target
-        self.visible_before = visible_before  # (N,) visible interactions (all users) earlier than each target
+        self.visible_before = end  # (N,) visible interactions (all users) earlier than each target
 
     def __len__(self) -> int:
         return len(self.targets["label"])
+
+    def history(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(items + 1, classes, readable), each (B, L): the latest L visible interactions of each
+        target in `rows`, left-padded with 0 / 0 / False."""
+        positions = self.visible_before[rows, None] + torch.arange(-self.history_length, 0)  # (B, L)
+        mask = positions >= self.start[rows, None]  # (B, L)
+        safe = positions.clamp(min=0)
+        if len(self.visible_items) == 0:  # nothing visible: every slot is masked, gather from a dummy row
+            safe = torch.zeros_like(safe)
+            items = classes = torch.zeros(1, dtype=torch.long)
+        else:
+            items, classes = self.visible_items, self.visible_classes
+        return torch.where(mask, items[safe] + 1, 0), torch.where(mask, classes[safe], 0), mask
+
+    @property
+    def hist_items(self) -> torch.Tensor:
+        """(N, L) every target's history items + 1 (materialised: for inspection and tests)."""
+        return self.history(torch.arange(len(self)))[0]
+
+    @property
+    def hist_ratings(self) -> torch.Tensor:
+        """(N, L) every target's history classes (materialised)."""
+        return self.history(torch.arange(len(self)))[1]
+
+    @property
+    def hist_mask(self) -> torch.Tensor:
+        """(N, L) which history slots are readable (materialised)."""
+        return self.history(torch.arange(len(self)))[2]
 
     def batch(self, rows: torch.Tensor, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
         """The batch for targets `rows`, on `device`."""
         n = len(rows)
         last = torch.ones(n, 1, dtype=torch.bool)
+        items, classes, mask = self.history(rows)  # (B, L) each
         batch = {
-            "seq_items": torch.cat([self.hist_items[rows], self.targets["item"][rows, None] + 1], 1),  # (B, L+1)
-            "seq_ratings": torch.cat([self.hist_ratings[rows], torch.zeros(n, 1, dtype=torch.long)], 1),
-            "seq_visible": torch.cat([self.hist_mask[rows], ~last], 1),
-            "seq_target": torch.cat([torch.zeros_like(self.hist_mask[rows]), last], 1),
+            "seq_items": torch.cat([items, self.targets["item"][rows, None] + 1], 1),  # (B, L+1)
+            "seq_ratings": torch.cat([classes, torch.zeros(n, 1, dtype=torch.long)], 1),
+            "seq_visible": torch.cat([mask, ~last], 1),
+            "seq_target": torch.cat([torch.zeros_like(mask), last], 1),
             **{name: tensor[rows] for name, tensor in self.targets.items()},
         }
         return {name: tensor.to(device, non_blocking=True) for name, tensor in batch.items()}
@@ -119,14 +153,7 @@ def build_windows(targets: pd.DataFrame, visible: pd.DataFrame, order_of_row: np
     target_key = torch.from_numpy(order_of_row[targets["row"].to_numpy()])
     end = torch.searchsorted(visible_key, target_key)  # (N,) first visible slot not earlier
     start = torch.searchsorted(visible_user, fields["user"])  # (N,) the user's first visible slot
-    positions = end.unsqueeze(1) + torch.arange(-history_length, 0)  # (N, L) window ending before target
-    mask = positions >= start.unsqueeze(1)  # (N, L)
-    safe = positions.clamp(min=0)
-    if len(visible_item) == 0:  # nothing visible: every slot is masked, gather from a dummy row
-        visible_item = visible_class = torch.zeros(1, dtype=torch.long)
-    hist_items = torch.where(mask, visible_item[safe] + 1, 0)  # (N, L)
-    hist_ratings = torch.where(mask, visible_class[safe], 0)  # (N, L)
-    return RatingWindows(fields, hist_items, hist_ratings, mask, target_key, end)
+    return RatingWindows(fields, visible_item, visible_class, start, end, history_length, target_key)
 
 
 class UserRows:
@@ -153,11 +180,12 @@ class UserRows:
             slots = self.table[begin:end, : int(counts[begin])]  # (B, T)
             filled = slots >= 0
             items = torch.where(filled, self.targets["item"][slots.clamp(min=0)] + 1, 0)
+            history_items, history_classes, readable = windows.history(first)  # (B, L) each
             batch = {
-                "seq_items": torch.cat([windows.hist_items[first], items], 1),  # (B, L + T)
-                "seq_ratings": torch.cat([windows.hist_ratings[first], torch.zeros_like(items)], 1),
-                "seq_visible": torch.cat([windows.hist_mask[first], torch.zeros_like(filled)], 1),
-                "seq_target": torch.cat([torch.zeros_like(windows.hist_mask[first]), filled], 1),
+                "seq_items": torch.cat([history_items, items], 1),  # (B, L + T)
+                "seq_ratings": torch.cat([history_classes, torch.zeros_like(items)], 1),
+                "seq_visible": torch.cat([readable, torch.zeros_like(filled)], 1),
+                "seq_target": torch.cat([torch.zeros_like(readable), filled], 1),
                 **{name: tensor[slots[filled]] for name, tensor in self.targets.items()},
             }
             yield {name: tensor.to(device, non_blocking=True) for name, tensor in batch.items()}
