@@ -105,6 +105,9 @@ def parse_ratings(rows: _Rows, name: str) -> np.ndarray:
     return ratings
 
 
+_LAST_SECOND = 253_402_300_799  # 9999-12-31T23:59:59Z: larger "seconds" are milli- or nanoseconds
+
+
 def parse_timestamps(rows: _Rows, name: str) -> np.ndarray:
     """(N,) int64 Unix seconds of column `name`: numbers (floored) or ISO 8601 dates; DataError
     naming the first value that is neither."""
@@ -121,11 +124,17 @@ def parse_timestamps(rows: _Rows, name: str) -> np.ndarray:
             stamps = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
             seconds = (stamps - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
             numbers[dates] = seconds.astype("Float64").to_numpy(dtype=np.float64, na_value=np.nan)
-    bad = ~np.isfinite(numbers) | (np.abs(numbers) >= 2.0 ** 62)
+    bad = ~np.isfinite(numbers)
     if bad.any():
         row = int(np.argmax(bad))
         raise DataError(f"{rows.where(row)}: timestamp {str(values.iloc[row])!r} (column {name!r}) is neither "
                         f"Unix seconds nor an ISO 8601 date ({int(bad.sum())} such rows)")
+    beyond = np.abs(numbers) > _LAST_SECOND
+    if beyond.any():
+        row = int(np.argmax(beyond))
+        raise DataError(f"{rows.where(row)}: timestamp {str(values.iloc[row])!r} (column {name!r}) is beyond the "
+                        f"year 9999 as Unix seconds ({int(beyond.sum())} such rows); milliseconds or nanoseconds? "
+                        "Convert the column to seconds (or ISO 8601 dates)")
     return np.floor(numbers).astype(np.int64)
 
 

@@ -4,8 +4,10 @@
   as interactions, the common way to turn ratings into implicit feedback.
 - k-core: drop users with fewer than `min_user` interactions and items with fewer than `min_item`,
   and repeat until no user or item falls below its minimum (a fixed point, as RecBole and most
-  papers filter), then renumber the rest in their original order. With `min_item` = 0 this is the
-  old single pass over users, since dropping items never lowers a user count then.
+  papers filter), then renumber the rest in their original order. Users and items without any
+  interaction (left by an earlier filter, or listed in a side table) go too when their minimum is
+  >= 1 or when rows were dropped; with both minimums 0 the data stays as it is. With `min_item` = 0
+  this is the old single pass over users, since dropping items never lowers a user count then.
 
 Each filter returns the data and what it dropped, for the data report.
 """
@@ -54,9 +56,11 @@ def k_core(data: RecData, min_user: int, min_item: int) -> tuple[RecData, dict[s
             break
         keep &= ~low
         rounds += 1
-    if rounds == 0:
+    # users and items with no interaction left go when a minimum asks for one, or when rows were dropped
+    keep_users = user_counts > 0 if (rounds or min_user > 0) else np.ones(data.n_users, dtype=bool)
+    keep_items = item_counts > 0 if (rounds or min_item > 0) else np.ones(data.n_items, dtype=bool)
+    if rounds == 0 and keep_users.all() and keep_items.all():
         return data, None
-    keep_users, keep_items = user_counts > 0, item_counts > 0
     report = {"min_user_interactions": min_user, "min_item_interactions": min_item, "rounds": rounds,
               "users_dropped": int(data.n_users - keep_users.sum()),
               "items_dropped": int(data.n_items - keep_items.sum()),

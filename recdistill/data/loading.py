@@ -15,7 +15,7 @@ from recdistill.data.filters import k_core, positive_only
 from recdistill.data.rating_scale import RatingScale, check_on_scale, infer_rating_scale, parse_rating_scale
 from recdistill.data.readers.registry import dataset_config, get_reader
 from recdistill.data.tables import RecData
-from recdistill.errors import ConfigError
+from recdistill.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,12 @@ def load_dataset(cfg: DatasetConfig | Mapping[str, Any] | DictConfig, seed: int 
     data = with_rating_scale(data, parse_rating_scale(typed.rating_scale))
     data = resolve_duplicates(data, typed.duplicates)
     data, positives = positive_only(data, typed.positive_threshold)
-    data, core = k_core(data, typed.min_user_interactions, typed.min_item_interactions)
+    floor = 1 if positives and positives["interactions_dropped"] else 0  # users and items left with none go too
+    data, core = k_core(data, max(typed.min_user_interactions, floor), max(typed.min_item_interactions, floor))
+    if len(data.interactions) == 0:
+        raise DataError(f"dataset {data.name!r}: the filters leave no interaction (positive_threshold="
+                        f"{typed.positive_threshold}, min_user_interactions={typed.min_user_interactions}, "
+                        f"min_item_interactions={typed.min_item_interactions}); loosen them")
     filters = {"positive_threshold": positives, "k_core": core}
     return replace(data, report={**data.report, "filters": {k: v for k, v in filters.items() if v is not None}})
 

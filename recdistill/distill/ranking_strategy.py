@@ -93,7 +93,21 @@ class RankingStrategy(Strategy):
         self.on_epoch_start(0)
 
     def check_knowledge(self) -> None:
-        """Check the params against the kept knowledge (called by `setup`); nothing by default."""
+        """Check the params against the kept knowledge (called by `setup`)."""
+        self.check_ranks(self.teacher["topk_items"].shape[1] if "topk_items" in self.teacher else None)
+
+    def ranks_needed(self) -> dict[str, int]:
+        """{param: ranks} the teacher's top lists must hold for this strategy's params; none by default."""
+        return {}
+
+    def check_ranks(self, stored: int | None) -> None:
+        """ConfigError when a parameter asks for more ranks than lists of `stored` items hold (run
+        before any training from distill.teacher_topk, and again on the knowledge itself)."""
+        for what, ranks in self.ranks_needed().items():
+            if stored is not None and ranks > stored:
+                raise ConfigError(f"distill.terms.{self.name}.{what}={ranks}, but the teacher knowledge keeps only "
+                                  f"the top {stored} items (distill.teacher_topk); raise distill.teacher_topk to at "
+                                  f"least {ranks} or lower {what}")
 
     def on_epoch_start(self, epoch: int) -> None:
         """Reseed the generator from the epoch and draw the epoch's samples."""
@@ -187,10 +201,4 @@ class RankingStrategy(Strategy):
         items = self.teacher_topk(users, users.device, topk)  # (F, topk)
         return [items[items >= 0].unique()]
 
-    def check_topk(self, topk: int, what: str = "topk") -> None:
-        """ConfigError when a parameter asks for more ranks than the knowledge holds."""
-        stored = self.teacher["topk_items"].shape[1]
-        if topk > stored:
-            raise ConfigError(f"distill.terms.{self.name}.{what}={topk}, but the teacher knowledge keeps only the "
-                              f"top {stored} items (distill.teacher_topk); raise distill.teacher_topk to at least "
-                              f"{topk} or lower {what}")
+

@@ -52,6 +52,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     with timed(seconds, "data"):
         data = task.prepare(run_dir)
         objective = build_objective(cfg.distill, task=task.name)
+        task.check_plan(objective, data)
     cache = ModelCache(cfg, task.cache_dir, data.split_key, device, after_load=lambda m: task.after_load(m, data))
     ctx = TransferContext(cfg, data, cache, lambda model_cfg, seed: task.new_model(model_cfg, data, seed),
                           device, run_dir)

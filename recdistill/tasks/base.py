@@ -132,6 +132,10 @@ class Task(abc.ABC):
     def protocol(self) -> dict[str, Any]:
         """The evaluation protocol, written next to every number."""
 
+    def check_plan(self, objective: DistillationObjective, data: TaskData) -> None:
+        """ConfigError for a setting that the prepared data rules out, raised before any training
+        (a run should not pretrain a teacher for hours and then stop on its config); nothing by default."""
+
     def data_protocol(self) -> dict[str, Any]:
         """What was done to the data before the split (written into the protocol block): repeated
         pairs, the positive-rating threshold and the k-core filter (data_report.json: what they dropped)."""
@@ -156,8 +160,9 @@ def wire_side_inputs(model: nn.Module, data: RecData, cache_dir: Path) -> None:
         table = tables[kind]
         if table is None:
             if required:
+                hint = "; set teacher.text_dim=0 (or student.text_dim=0) for data without text" if kind == "item_text" else ""
                 raise ConfigError(f"model {model.config.name!r} reads {kind.replace('_', ' ')} but dataset "
-                                  f"{data.name!r} has no {'item' if 'item' in kind else 'user'} table")
+                                  f"{data.name!r} has no {'item' if 'item' in kind else 'user'} table{hint}")
             continue
         model.set_side_input(kind, item_text_embeddings(table, cache_dir) if kind == "item_text" else table)
 

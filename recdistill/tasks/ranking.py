@@ -126,12 +126,27 @@ class RankingTask(Task):
             return {**info, "transfer": zero_shot_teacher(self.cfg, teacher, data, self.device)}
         return info
 
+    def check_plan(self, objective: DistillationObjective, data: RankingRun) -> None:
+        """Before any training: users to evaluate, and teacher top-K lists that the catalogue and the
+        strategies' parameters allow."""
+        for split in ("valid", "test"):
+            if len(data.lists.eval_users(split)) == 0:
+                raise ConfigError(f"no user has a {split} interaction after the split ({split} is empty: "
+                                  f"{len(data.split.train)} train, {len(data.split.valid)} valid, "
+                                  f"{len(data.split.test)} test rows); the data or its filters leave too little "
+                                  "(see data_report.json)")
+        topk = int(self.cfg.distill.teacher_topk)
+        if objective.needs & {"topk_items", "topk_scores"}:
+            if topk >= data.lists.n_items:
+                raise ConfigError(f"distill.teacher_topk={topk} must be below the number of items "
+                                  f"({data.lists.n_items}): the strategies sample items outside each user's teacher "
+                                  "top-K list; lower it")
+            for strategy in objective.strategies.values():
+                strategy.check_ranks(topk)
+
     def extract(self, teacher: nn.Module, teacher_key: str, needs: frozenset[str], data: RankingRun, path: Path
                 ) -> TeacherKnowledge:
         lists, evaluator, topk = data.lists, self.evaluator, int(self.cfg.distill.teacher_topk)
-        if needs & {"topk_items", "topk_scores"} and topk >= lists.n_items:
-            raise ConfigError(f"distill.teacher_topk={topk} must be below the number of items ({lists.n_items}): "
-                              "the strategies sample items outside each user's teacher top-K list; lower it")
         meta = {"n_users": lists.n_users, "n_items": lists.n_items, "topk": topk, "split_key": data.split_key,
                 "tie_seed": lists.ties.seed}
         return load_or_extract(path, teacher_key, needs, meta, lambda: per_user_knowledge(

@@ -55,6 +55,9 @@ class RatingTask(Task):
 
     def prepare(self, run_dir: Path) -> RatingData:
         cfg = self.cfg
+        if cfg.dataset.get("positive_threshold") is not None:
+            raise ConfigError(f"dataset.positive_threshold={cfg.dataset.positive_threshold} keeps only high ratings, "
+                              "which is for ranking on explicit data; task=rating predicts every rating: remove it")
         data, split, key = load_or_make_split(cfg.dataset, self.split, cfg.seed, self.cache_dir, run_dir)
         if not data.has_rating:
             raise ConfigError(f"task=rating needs explicit ratings; dataset {data.name!r} has no rating column; "

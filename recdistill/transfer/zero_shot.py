@@ -38,7 +38,8 @@ def genre_multi_hot(items: pd.DataFrame) -> pd.DataFrame:
 
 def year_features(items: pd.DataFrame) -> np.ndarray:
     """(I, 2) float32: the standardised year (0 where missing) and a missing-year indicator."""
-    years = items["year"].astype("Float64").to_numpy(dtype="float32", na_value=np.nan)  # (I,)
+    years = pd.to_numeric(items["year"], errors="coerce").astype("Float64").to_numpy(  # (I,) NaN where not a number
+        dtype="float32", na_value=np.nan)
     missing = np.isnan(years)
     known = years[~missing]
     mean = float(known.mean()) if len(known) else 0.0

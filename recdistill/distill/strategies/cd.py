@@ -50,9 +50,9 @@ class CD(RankingStrategy):
         )
         self.samples = torch.empty(0, 0, dtype=torch.long)  # (U, n) ranks into topk_items, this epoch
 
-    def check_knowledge(self) -> None:
+    def ranks_needed(self) -> dict[str, int]:
         """The kept top-N lists must hold at least `n_samples` items."""
-        self.check_topk(self.params.n_samples, "n_samples")
+        return {"n_samples": self.params.n_samples}
 
     def resample(self, generator: torch.Generator) -> None:
         """Draw each user's ranks for this epoch (rank-discounted, without replacement)."""

@@ -146,9 +146,9 @@ class DE(RankingStrategy):
         self.user_experts = ExpertMixture(student_hidden_dim, teacher_dim, self.params.n_experts)
         self.item_experts = ExpertMixture(student_hidden_dim, teacher_dim, self.params.n_experts)
 
-    def check_knowledge(self) -> None:
+    def ranks_needed(self) -> dict[str, int]:
         """The kept top-N lists must hold at least `topk` items."""
-        self.check_topk(self.params.topk)
+        return {"topk": self.params.topk}
 
     def on_epoch_start(self, epoch: int) -> None:
         """Anneal the Gumbel-softmax temperature."""

@@ -51,9 +51,9 @@ class RD(RankingStrategy):
         p = self.params
         assert p.topk > 0 and p.lambda_ > 0 and p.n_samples > 0, f"rd: topk, lambda_, n_samples must be > 0: {p}"
 
-    def check_knowledge(self) -> None:
+    def ranks_needed(self) -> dict[str, int]:
         """The kept top-N lists must hold at least `topk` items."""
-        self.check_topk(self.params.topk)
+        return {"topk": self.params.topk}
 
     def position_weights(self, device: torch.device) -> torch.Tensor:
         """(K,) w_r^a = exp(-r / lambda) / sum, r = 1..K."""

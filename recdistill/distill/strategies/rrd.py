@@ -67,9 +67,9 @@ class RRD(RankingStrategy):
         self.interesting = torch.empty(0, 0, dtype=torch.long)  # (U, K) ranks into topk_items
         self.uninteresting = torch.empty(0, 0, dtype=torch.long)  # (U, L) item ids
 
-    def check_knowledge(self) -> None:
+    def ranks_needed(self) -> dict[str, int]:
         """The kept top-N lists must hold at least `n_interesting` items."""
-        self.check_topk(self.params.n_interesting, "n_interesting")
+        return {"n_interesting": self.params.n_interesting}
 
     def resample(self, generator: torch.Generator) -> None:
         """Draw each user's interesting ranks (sorted, best first) and uninteresting items."""

@@ -53,10 +53,9 @@ class ScoreKD(RankingStrategy):
                               f"got {p.candidates!r}")
         assert p.temperature > 0 and p.topk > 0 and p.n_samples >= 0, f"score_kd: invalid params {p}"
 
-    def check_knowledge(self) -> None:
+    def ranks_needed(self) -> dict[str, int]:
         """topk_sampled: the kept top-N lists must hold at least `topk` items."""
-        if self.params.candidates == "topk_sampled":
-            self.check_topk(self.params.topk)
+        return {"topk": self.params.topk} if self.params.candidates == "topk_sampled" else {}
 
     def candidate_items(self, users: torch.Tensor, device: torch.device) -> torch.Tensor:
         """(R, K + n) per-user candidates for "topk_sampled" (invalid top-K slots are -1)."""

@@ -69,9 +69,9 @@ class FTD(TopologyStrategy):
     needs = frozenset({"user_repr", "item_repr", "topk_items"})
     Params = FTDParams
 
-    def check_knowledge(self) -> None:
+    def ranks_needed(self) -> dict[str, int]:
         """The kept top-N lists must hold at least `topk` items."""
-        self.check_topk(self.params.topk)
+        return {"topk": self.params.topk}
 
     def loss(self, student_output: RankingOutput, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Squared error between the student's and the teacher's full topology."""
@@ -139,9 +139,9 @@ class HTD(TopologyStrategy):
         self.user_groups = ExpertMixture(student_hidden_dim, teacher_dim, self.params.n_groups)
         self.item_groups = ExpertMixture(student_hidden_dim, teacher_dim, self.params.n_groups)
 
-    def check_knowledge(self) -> None:
+    def ranks_needed(self) -> dict[str, int]:
         """The kept top-N lists must hold at least `topk` items."""
-        self.check_topk(self.params.topk)
+        return {"topk": self.params.topk}
 
     def on_epoch_start(self, epoch: int) -> None:
         """Anneal the group assignment's Gumbel-softmax temperature."""
