@@ -252,8 +252,9 @@ def test_source_local_copies_the_published_files_through_the_cli(tmp_path: Path,
 
 def test_source_local_refuses_a_folder_whose_files_differ(tmp_path: Path) -> None:
     cfg = fixture_config(tmp_path / "given")
-    with pytest.raises(DataError, match=r"train.tsv: SHA-256 [0-9a-f]{64}, expected " + CHECKSUMS["train"]):
+    with pytest.raises(DataError, match=r"train.tsv: SHA-256 [0-9a-f]{64}, expected " + CHECKSUMS["train"]) as error:
         fetch_citeulike_t(tmp_path / "cache" / "citeulike-t", "local", Path(cfg.folder))
+    assert "Point local_dir at an unmodified copy" in str(error.value) and "Delete it" not in str(error.value)
     assert not (tmp_path / "cache" / "citeulike-t").exists()
 
 

@@ -94,10 +94,11 @@ def missing_parts(paths: Mapping[str, Path]) -> list[str]:
 
 
 def verify_files(paths: Mapping[str, Path], checksums: Mapping[str, str], memo_dir: str | Path | None,
-                 folder: Path) -> None:
+                 folder: Path, source: bool = False) -> None:
     """Check each part's file against its SHA-256 (remembered under `<memo_dir>/fingerprints/`);
     DownloadError with the manual steps when a file is missing, DataError naming the file and both
-    digests when one differs."""
+    digests when one differs (`source`: the files are the user's copy being fetched from, which
+    must never be deleted: the message says to use another copy instead)."""
     missing = missing_parts(paths)
     if missing:
         raise DownloadError(f"CiteULike-t: {', '.join(str(paths[part]) for part in missing)} not found.\n"
@@ -107,7 +108,9 @@ def verify_files(paths: Mapping[str, Path], checksums: Mapping[str, str], memo_d
         if digest != checksums[part]:
             raise DataError(f"{paths[part]}: SHA-256 {digest}, expected {checksums[part]} (dataset.sha256.{part}, "
                             f"by default the published CiteULike-t {part}.tsv's); the file is damaged or not that "
-                            "split. Delete it and run `recdistill data fetch citeulike-t` again, or see below.\n"
+                            + ("split. Point local_dir at an unmodified copy of the published split, or see below.\n"
+                               if source else
+                               "split. Delete it and run `recdistill data fetch citeulike-t` again, or see below.\n")
                             + manual_steps(folder, checksums))
 
 
@@ -199,7 +202,7 @@ def _stage_local(local_dir: Path, staging: Path, checksums: Mapping[str, str], m
     if missing:
         raise ConfigError(f"dataset.local_dir={str(local_dir)!r} lacks {', '.join(f'{p}.tsv' for p in missing)} "
                           f"(it must hold {', '.join(FILES)}; e.g. ../shared/data/citeulike-t)")
-    verify_files(paths, checksums, memo_dir, local_dir)
+    verify_files(paths, checksums, memo_dir, local_dir, source=True)
     for part in PARTS:
         shutil.copyfile(paths[part], staging / f"{part}.tsv")
     _check_staged(staging, checksums, str(local_dir))

@@ -178,7 +178,8 @@ def side_from_interactions(rows: _Rows, codes: np.ndarray, raw_ids: np.ndarray, 
             row = int(np.argmax(conflict))
             raise DataError(f"{rows.where(row)}: {what} {str(raw_ids[codes[row]])!r} has {name}="
                             f"{str(values.iloc[row])!r} here but {name}={str(values.iloc[first[row]])!r} at "
-                            f"{rows.where(int(first[row]))}; a {what} column must hold one value per {what}")
+                            f"{rows.where(int(first[row]))}; {'an' if what == 'item' else 'a'} {what} column must "
+                            f"hold one value per {what}")
         table[name] = values.iloc[first_rows].reset_index(drop=True)
     return pd.DataFrame(table)
 
