@@ -43,6 +43,9 @@ def test_parse_and_infer():
     assert infer_rating_scale(np.array([1.5, 3.0, 4.5]), "x") == RatingScale(1.5, 4.5, 0.5)
     with pytest.raises(DataError, match="x: ratings 1..4.3 are neither whole numbers nor halves; set dataset"):
         infer_rating_scale(np.array([1.0, 4.3]), "x")
+    assert infer_rating_scale(np.array([0.0, 10.0, 9.5]), "x").n_classes == 21
+    with pytest.raises(DataError, match="x: ratings 1..1000 would be 1000 classes of step 1; a rating scale that wide"):
+        infer_rating_scale(np.array([1.0, 2.0, 1000.0]), "x")
 
 
 def test_off_scale_rating_names_where():

@@ -73,6 +73,9 @@ def parse_rating_scale(value: Sequence[float] | None, key: str = "dataset.rating
     return RatingScale(low, high, step)
 
 
+MAX_INFERRED_CLASSES = 21  # 0..10 by 0.5 at most; wider scales must be configured
+
+
 def infer_rating_scale(ratings: np.ndarray, source: str) -> RatingScale:
     """The smallest scale holding `ratings`: step 1 when all are whole numbers, 0.5 when all are
     halves; DataError naming `source` (and asking for dataset.rating_scale) otherwise."""
@@ -85,6 +88,10 @@ def infer_rating_scale(ratings: np.ndarray, source: str) -> RatingScale:
     for step in (1.0, 0.5):
         scale = RatingScale(math.floor(low / step) * step, math.ceil(high / step) * step, step)
         if scale.high > scale.low and not scale.off_scale(ratings).any():
+            if scale.n_classes > MAX_INFERRED_CLASSES:
+                raise DataError(f"{source}: ratings {low:g}..{high:g} would be {scale.n_classes} classes of step "
+                                f"{step:g}; a rating scale that wide is not inferred (a stray value, or a 0-100 "
+                                "score?): fix the data or set dataset.rating_scale=[low,high,step]")
             return scale
     raise DataError(f"{source}: ratings {low:g}..{high:g} are neither whole numbers nor halves; set "
                     "dataset.rating_scale=[low,high,step] to say which classes the rating task predicts")

@@ -273,7 +273,7 @@ def sampled_ranking_topk(model: RankingModel, data: RankingData, split: str, k: 
     generator = torch.Generator().manual_seed(seed)
     was_training = model.training
     model.eval()
-    top_items, top_scores = [], []
+    top_items, top_scores, short = [], [], 0
     try:
         with torch.no_grad():
             for batch_users in _batches(users, batch_size):
@@ -281,6 +281,7 @@ def sampled_ranking_topk(model: RankingModel, data: RankingData, split: str, k: 
                 truth_keys = torch.unique(row * data.n_items + item)  # (nnz,) sorted, distinct
                 truth = _padded_lists(truth_keys // data.n_items, truth_keys % data.n_items, len(batch_users))
                 negatives = sample_negatives(data, batch_users, n_negatives, generator)  # (B, n)
+                short += int((negatives < 0).any(1).sum())
                 candidates = torch.cat([truth, negatives], 1).to(device)  # (B, T + n)
                 state = model(data.user_batch(batch_users, split, device)).state
                 scores = model.score_items(state, candidates.clamp(min=0)).float()  # (B, T + n)
@@ -292,6 +293,9 @@ def sampled_ranking_topk(model: RankingModel, data: RankingData, split: str, k: 
                 top_items.append(best_items.cpu())
     finally:
         model.train(was_training)
+    if short:
+        log.warning("%s: %d of %d users have fewer than %d items they never interacted with; their candidates "
+                    "hold fewer negatives", split, short, len(users), n_negatives)
     lists = _finish(users, top_items, top_scores, k)
     back = torch.argsort(order)  # (U,) rows back in the order of `given`
     return TopK(given, lists.items[back], lists.scores[back])

@@ -178,7 +178,8 @@ class RankingTask(Task):
             "task": self.name,
             "split": asdict(self.split),
             "ranking": (f"sampled: the user's test items among {evaluator.n_negatives} uniformly sampled items "
-                        "the user never interacted with" if evaluator.protocol == "sampled"
+                        "the user never interacted with (fewer where a user has fewer such items)"
+                        if evaluator.protocol == "sampled"
                         else "full: every item in the catalogue"),
             "protocol": evaluator.protocol,
             "mask_history": bool(evaluator.mask_history),
