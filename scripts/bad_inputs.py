@@ -43,7 +43,7 @@ CASES: list[tuple[str, list[str]]] = [
     ("unknown option", KD + ["distill=hybird"]),
     ("wrong type", KD + ["trainer.student.epochs=many"]),
     ("model of another task", KD + ["student=sasrec_small"]),
-    ("evaluator of another task", KD + ["task=ranking"]),
+    ("task switched, models not", KD + ["task=ranking"]),
     ("unknown duplicates policy", RANK + ["dataset.duplicates=sometimes"]),
     ("device=gpu", KD[:-1] + ["device=gpu"]),
     ("device=cuda without CUDA", KD[:-1] + ["device=cuda"]),
