@@ -41,6 +41,13 @@ def test_ranking_run_writes_results_that_the_saved_topk_lists_reproduce(tmp_path
         assert {"ndcg@10", "hr@10", "recall@20", "precision@5", "mrr@10", "map@10", "coverage@10"} <= set(
             metrics[role]["test"])
     assert metrics["teacher"]["efficiency"]["params"] > 5 * metrics["student"]["efficiency"]["params"]
+    for role in ROLES:  # how many users' lists the tie rule decides, and out of how many
+        tied = metrics[role]["tied_users"]
+        assert set(tied) == {"valid", "valid_users", "test", "test_users"}
+        assert 0 <= tied["test"] <= tied["test_users"] and tied["test_users"] > 0
+    assert "hash of (seed=0, raw user id, raw item id)" in protocol["ties"]
+    assert json.loads((run_dir / "data_report.json").read_text())["n_interactions"] > 0
+    assert metrics["run"]["data_fingerprint"] is None  # generated data: its config and seed determine it
 
     # Anyone can check the numbers: HR@10 and NDCG@10 recomputed from topk.parquet and the saved split.
     split_dir = json.loads((run_dir / "split.json").read_text())["path"]

@@ -45,7 +45,8 @@ def evaluate_ranking_role(role: str, model: RankingModel, lists: RankingData, ev
     block["test"], per_user, topk = evaluate_split(model, lists, "test", evaluator, seed, device,
                                                    candidates.get("test"))
     # users whose lists hold equal scores within the top max(ks) + 1: their metrics follow the tie rule
-    block["tied_users"] = {"valid": valid_topk.tied_users, "test": topk.tied_users, "test_users": len(topk.users)}
+    block["tied_users"] = {"valid": valid_topk.tied_users, "valid_users": len(valid_topk.users),
+                           "test": topk.tied_users, "test_users": len(topk.users)}
     if topk.tied_users:
         log.info("evaluate %s: %d of %d test users have tied scores in their top %d (ordered by the tie key)",
                  role, topk.tied_users, len(topk.users), max(evaluator.ks) + 1)
