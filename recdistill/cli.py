@@ -43,7 +43,8 @@ def config_dir() -> Path:
 
 
 def _resume_arguments(args: list[str]) -> list[str]:
-    """Turn `resume=RUN_DIR` into the run's saved overrides plus its folder, so Hydra recomposes it."""
+    """Turn `resume=RUN_DIR` into the run's saved overrides plus its folder, so Hydra recomposes it;
+    work from the folder the run started in (relative data paths in its config point from there)."""
     resume = [a for a in args if a.startswith("resume=")]
     if not resume:
         return args
@@ -57,6 +58,12 @@ def _resume_arguments(args: list[str]) -> list[str]:
     from omegaconf import OmegaConf
 
     saved = [str(o) for o in OmegaConf.load(overrides_file) if not str(o).startswith("resume=")]
+    hydra_file = run_dir / ".hydra" / "hydra.yaml"
+    started_in = OmegaConf.load(hydra_file).hydra.runtime.get("cwd") if hydra_file.exists() else None
+    if started_in and Path(started_in).is_dir() and Path(started_in).resolve() != Path.cwd().resolve():
+        log.info("resume: working in %s, where the run started, so its relative paths mean what they meant",
+                 started_in)
+        os.chdir(started_in)
     return [*saved, f"resume={run_dir}", f"hydra.run.dir={run_dir}"]
 
 

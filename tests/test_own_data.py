@@ -75,3 +75,30 @@ def test_a_users_tsv_runs_rating_and_ranking_and_an_edit_never_reuses_a_stale_sp
     fewer = run(compose_run("synthetic_rank_kd", data, cache, *RANK), tmp_path / "fewer")
     assert json.loads((tmp_path / "fewer" / "data_report.json").read_text())["n_users"] == 20
     assert fewer["run"]["split_key"] not in (first_key, edited["run"]["split_key"])
+
+
+@pytest.mark.slow
+def test_a_run_with_a_relative_data_path_resumes_from_another_folder(tmp_path):
+    """The config keeps `dataset.path=ratings.tsv` as typed; resume works from where the run started."""
+    import subprocess
+    import sys
+
+    start, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    start.mkdir()
+    elsewhere.mkdir()
+    write_tsv(start / "ratings.tsv", n_users=12)
+    env = {"RECDISTILL_CACHE_DIR": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+
+    def cli(*args, cwd):
+        return subprocess.run([sys.executable, "-m", "recdistill.cli", *args], cwd=cwd, env=env, capture_output=True,
+                              text=True, timeout=300)
+
+    first = cli("train", "+experiment=synthetic_kd", "dataset=files", "dataset.path=ratings.tsv",
+                "dataset.columns.user=userId", "dataset.columns.item=movieId", "dataset.columns.rating=rating",
+                "dataset.columns.timestamp=when", "dataset.rating_scale=[0.5,5,0.5]", f"hydra.run.dir={tmp_path / 'run'}",
+                cwd=start)
+    assert first.returncode == 0, first.stderr[-2000:]
+    (tmp_path / "run" / "metrics.json").unlink()  # as if it had been killed before writing its results
+    again = cli("train", f"resume={tmp_path / 'run'}", cwd=elsewhere)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["teacher"]["test"]
