@@ -73,3 +73,11 @@ def test_teacher_lists_the_run_rules_out_stop_it_before_the_teacher_trains(tmp_p
     with pytest.raises(ConfigError, match=message):
         run(cfg, tmp_path / "run")
     assert not (tmp_path / "cache" / "teachers").exists() or not any((tmp_path / "cache" / "teachers").iterdir())
+
+
+def test_yyyymmdd_times_warn_and_one_column_for_two_keys_is_refused(tmp_path, caplog):
+    (tmp_path / "log.csv").write_text("u,i,t\n1,a,20200101\n2,b,20200315\n", encoding="utf-8")
+    load_dataset(files(tmp_path / "log.csv", tmp_path / "cache", timestamp="t"))
+    assert "if they are YYYYMMDD dates, they are being read as seconds after 1970" in caplog.text
+    with pytest.raises(ConfigError, match="dataset.columns.user and dataset.columns.item name the same column 'u'"):
+        load_dataset({**files(tmp_path / "log.csv", tmp_path / "cache"), "columns": {"user": "u", "item": "u"}})

@@ -135,6 +135,10 @@ def parse_timestamps(rows: _Rows, name: str) -> np.ndarray:
         raise DataError(f"{rows.where(row)}: timestamp {str(values.iloc[row])!r} (column {name!r}) is beyond the "
                         f"year 9999 as Unix seconds ({int(beyond.sum())} such rows); milliseconds or nanoseconds? "
                         "Convert the column to seconds (or ISO 8601 dates)")
+    if len(numbers) and (numbers == np.floor(numbers)).all() and 19000101 <= numbers.min() <= numbers.max() <= 21001231:
+        log.warning("%s: every timestamp lies in 19000101..21001231: if they are YYYYMMDD dates, they are being read "
+                    "as seconds after 1970 (all in August 1970); write them as ISO dates (2020-01-01)",
+                    rows.where(0).rsplit(":", 1)[0])
     return np.floor(numbers).astype(np.int64)
 
 
@@ -224,6 +228,12 @@ def build_recdata(name: str, tables: Sequence[FileTable], columns: FileColumns, 
     """One RecData of the interactions in `tables` (in order: ids numbered over all of them), with
     items / users tables from the mapped side columns and side files."""
     rows = _Rows(tables)
+    mapped = {key: value for key, value in (("user", columns.user), ("item", columns.item),
+                                            ("rating", columns.rating), ("timestamp", columns.timestamp)) if value}
+    shared = {value for value in mapped.values() if list(mapped.values()).count(value) > 1}
+    if shared:
+        keys = [f"dataset.columns.{key}" for key, value in mapped.items() if value in shared]
+        raise ConfigError(f"{' and '.join(keys)} name the same column {sorted(shared)[0]!r}; each must name its own")
     if sum(len(t) for t in tables) == 0:
         raise DataError(f"{', '.join(str(t.path) for t in tables)}: no interactions (only a header)")
     user_raw = rows.text(columns.user, "dataset.columns.user", "user id")
