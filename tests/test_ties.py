@@ -138,3 +138,22 @@ def test_no_ties_no_tied_users() -> None:
                           .view(N_USERS, N_ITEMS).float())
     _, _, topk = evaluate_ranking(distinct, data, "test", ks=(5,), device="cpu")
     assert topk.tied_users == 0
+
+
+def test_pair_keys_are_splitmix64_with_wrapping_int64_arithmetic():
+    """Checked against a pure-Python SplitMix64 finalizer on unbounded integers taken modulo 2**64."""
+    from recdistill.data.tie_keys import mix64, raw_id_hashes
+
+    mask = (1 << 64) - 1
+
+    def reference(x: int) -> int:
+        x &= mask
+        x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & mask
+        x ^= x >> 31
+        return x - (1 << 64) if x >= 1 << 63 else x
+
+    values = [0, 1, -1, 2**62, -(2**63), 123456789123, 2**63 - 1]
+    assert mix64(torch.tensor(values)).tolist() == [reference(v) for v in values]
+    hashes = raw_id_hashes(["005", "5", "5"]).tolist()
+    assert hashes[0] != hashes[1] and hashes[1] == hashes[2]  # ids are text: "005" and "5" differ
