@@ -337,3 +337,11 @@ def test_ranking_model_configs_compose_and_build():
     assert all(isinstance(model, RankingModel) for model in built.values())
     size = {name: sum(p.numel() for p in model.parameters()) for name, model in built.items()}
     assert size["sasrec_large"] >= 8 * size["sasrec_small"], size  # 4x wider, 2x deeper: ~9x
+
+
+def test_bpr_mf_factors_start_at_the_configured_standard_deviation():
+    shape = RankingShape(n_users=2000, n_items=3000, max_length=4)
+    model = build_model({"name": "bpr_mf", "dim": 50, "init_std": 0.01}, shape)
+    for table in (model.user_factors.weight, model.item_factors.weight):
+        assert float(table.std()) == pytest.approx(0.01, rel=0.02)
+        assert abs(float(table.mean())) < 1e-3

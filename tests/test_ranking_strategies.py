@@ -28,7 +28,9 @@ from recdistill.distill.strategies.de import (
 from recdistill.distill.strategies.rd import RD, RDParams
 from recdistill.distill.strategies.rrd import RRD, RRDParams
 from recdistill.distill.strategies.score_kd import ScoreKD, ScoreKDParams
-from recdistill.distill.strategies.topology import FTD, HTD, FTDParams, HTDParams
+from recdistill.distill.strategies.topology import (
+    FTD, HTD, FTDParams, HTDParams, cosine_matrix, topology_error,
+)
 from recdistill.errors import ConfigError
 from recdistill.models.ranking_base import RankingModel, RankingOutput
 
@@ -499,6 +501,71 @@ def test_htd_group_assignment_term_and_zero_topology_for_a_copy_of_the_teacher()
     strategy = setup(HTD(HTDParams(n_groups=3, alpha=1.0, topk=2)), teacher, 2)
     copy = FixedModel(TD_USER, TD_ITEMS_TEACHER + [[1.0, 0.0]])
     assert value(strategy.loss(copy(batch), batch)) == pytest.approx(0.0, abs=1e-6)
+
+
+def _value_and_grad(loss_of, student: torch.Tensor) -> tuple[float, torch.Tensor]:
+    student = student.clone().requires_grad_(True)
+    loss = loss_of(student)
+    loss.backward()
+    return float(loss.detach()), student.grad
+
+
+@pytest.mark.parametrize("n", [12, 600])  # below Ds + Dt: (n, n) similarities; above: Gram matrices
+def test_topology_error_equals_the_squared_error_of_the_cosine_matrices(n: int) -> None:
+    torch.manual_seed(0)
+    student, teacher = torch.randn(n, 8), torch.randn(n, 300)
+    direct = lambda s: (cosine_matrix(s, s) - cosine_matrix(teacher, teacher)).pow(2).sum()  # noqa: E731
+    expected, expected_grad = _value_and_grad(direct, student)
+    found, grad = _value_and_grad(lambda s: topology_error(s, teacher), student)
+    assert found == pytest.approx(expected, rel=1e-5)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-4, atol=1e-4)
+
+
+def test_htd_entity_level_is_the_same_group_pairs_of_the_cosine_matrices() -> None:
+    torch.manual_seed(0)
+    student, teacher = torch.randn(500, 8), torch.randn(500, 300)
+    groups = torch.cat([torch.zeros(400, dtype=torch.long), torch.randint(1, 7, (100,))])  # one large group
+    strategy = HTD(HTDParams(group_topology="prototype"))
+    same = (groups[:, None] == groups[None, :]).float()
+
+    def direct(s: torch.Tensor) -> torch.Tensor:
+        membership = torch.nn.functional.one_hot(groups).float()
+        present = membership[:, membership.sum(0) > 0]
+        averaging = present.T / present.sum(0)[:, None]
+        prototypes_s, prototypes_t = averaging @ s.detach(), averaging @ teacher
+        entity = ((cosine_matrix(s, s) - cosine_matrix(teacher, teacher)).pow(2) * same).sum()
+        return entity + (cosine_matrix(prototypes_s, prototypes_s)
+                         - cosine_matrix(prototypes_t, prototypes_t)).pow(2).sum()
+
+    expected, expected_grad = _value_and_grad(direct, student)
+    found, grad = _value_and_grad(lambda s: strategy.topology(s, teacher, groups), student)
+    assert found == pytest.approx(expected, rel=1e-5)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 1e-2, 1e-6])  # dense weights, mostly zero, one-hot
+def test_the_sparse_mixture_gives_the_dense_mixture_and_its_gradients(temperature: float) -> None:
+    torch.manual_seed(0)
+    mixture = ExpertMixture(6, 20, n_experts=8)
+    student, teacher = torch.randn(300, 6), torch.randn(300, 20)
+
+    def run(dense: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        mixture.zero_grad()
+        torch.manual_seed(1)
+        weights = mixture.select(teacher, temperature)
+        rows, experts = torch.nonzero(weights, as_tuple=True)
+        if dense:
+            out = (mixture.each_expert(student) * weights.T[:, :, None]).sum(0)
+        else:
+            out = mixture._sparse_mixture(student, weights, rows, experts)
+        out.pow(2).sum().backward()
+        return out.detach(), [p.grad.clone() for p in mixture.parameters()]
+
+    dense_out, dense_grads = run(dense=True)
+    sparse_out, sparse_grads = run(dense=False)
+    torch.testing.assert_close(sparse_out, dense_out, rtol=1e-5, atol=1e-4)
+    for sparse_grad, dense_grad in zip(sparse_grads, dense_grads):
+        torch.testing.assert_close(sparse_grad, dense_grad, rtol=1e-4, atol=1e-3)
 
 
 def test_htd_rejects_an_unknown_group_topology() -> None:

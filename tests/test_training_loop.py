@@ -3,6 +3,7 @@
 import pytest
 import torch
 from omegaconf import OmegaConf
+from torch import nn
 
 from recdistill.distill.objective import build_objective
 from recdistill.evaluation.rating_eval import rating_validator
@@ -76,3 +77,55 @@ def test_unknown_monitor_is_a_config_error(tmp_path):
 
     with pytest.raises(ConfigError, match="valid"):
         fit(tmp_path, LoopConfig(monitor="ndcg"), (train, windows), shape)
+
+
+def test_select_last_trains_every_epoch_and_keeps_the_last(tmp_path):
+    train, windows, shape = small_data()
+    config = LoopConfig(epochs=5, batch_size=16, lr=5e-2, patience=1, select="last")
+    model, result = fit(tmp_path, config, (train, windows), shape)
+    assert result.history["epoch"].tolist() == [1, 2, 3, 4, 5]  # patience 1 stops nothing
+    assert result.best_epoch == 5
+    assert result.best_valid == {k[len("valid_"):]: v for k, v in result.history.iloc[-1].items()
+                                 if k.startswith("valid_")}
+    for name, tensor in model.state_dict().items():
+        torch.testing.assert_close(result.best_state[name], tensor, rtol=0, atol=0)
+
+
+def test_validate_every_validates_every_nth_and_the_last_epoch(tmp_path):
+    train, windows, shape = small_data()
+    config = LoopConfig(epochs=5, batch_size=16, lr=1e-2, patience=10, validate_every=2)
+    _, result = fit(tmp_path, config, (train, windows), shape)
+    validated = result.history.dropna(subset=["valid_mae"])["epoch"].tolist()
+    assert validated == [2, 4, 5]
+    assert result.best_epoch in validated
+
+
+def _one_step(tmp_path, **loop):
+    """The model's gradients after one optimiser step on the whole training set as one batch."""
+    train, windows, shape = small_data()
+    config = LoopConfig(epochs=1, batch_size=10_000, lr=1e-3, patience=10, grad_clip=0.0, **loop)
+    model, _ = fit(tmp_path, config, (train, windows), shape)
+    return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}, len(train)
+
+
+def test_sum_reduction_multiplies_the_gradient_by_the_batch_targets(tmp_path):
+    mean, targets = _one_step(tmp_path / "mean", loss_reduction="mean")
+    summed, _ = _one_step(tmp_path / "sum", loss_reduction="sum")
+    assert targets > 1
+    for name, grad in mean.items():
+        torch.testing.assert_close(summed[name], grad * targets, rtol=1e-4, atol=1e-6)
+
+
+def test_adam_couples_weight_decay_into_the_gradient_and_adamw_decouples_it():
+    # A parameter whose loss gradient is 0: coupled L2 makes Adam's normalised step about lr in size,
+    # AdamW's decoupled decay shrinks it by lr * weight_decay only.
+    moved = {}
+    for name in ("adam", "adamw"):
+        weight = nn.Parameter(torch.ones(3))
+        optimizer, _ = loop._optimizer(nn.ParameterList([weight]), build_objective(NO_DISTILL), None,
+                                       LoopConfig(lr=0.1, weight_decay=0.01, optimizer=name))
+        (weight * 0).sum().backward()
+        optimizer.step()
+        moved[name] = float(1 - weight.detach()[0])
+    assert moved["adam"] == pytest.approx(0.1, rel=1e-3)
+    assert moved["adamw"] == pytest.approx(0.1 * 0.01, rel=1e-3)

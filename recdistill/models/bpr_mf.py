@@ -25,6 +25,7 @@ class BPRMFConfig:
     dim: int = bounded(64, ge=1)  # latent factors per user and item
     reg: float = bounded(1e-4, ge=0)  # L2 weight on the batch's user, positive and negative factors
     n_negatives: int = bounded(1, ge=1)  # negatives per training pair; read by the task when it builds `pairs` batches
+    init_std: float = bounded(0.1, gt=0)  # factors start as N(0, init_std^2) (Topology Distillation's code: 0.01)
 
 
 def bpr_loss(user: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
@@ -52,8 +53,8 @@ class BPRMF(RankingModel):
         self.hidden_dim = config.dim
         self.user_factors = nn.Embedding(shape.n_users, config.dim)
         self.item_factors = nn.Embedding(shape.n_items, config.dim)
-        nn.init.normal_(self.user_factors.weight, std=0.1)
-        nn.init.normal_(self.item_factors.weight, std=0.1)
+        nn.init.normal_(self.user_factors.weight, std=config.init_std)
+        nn.init.normal_(self.item_factors.weight, std=config.init_std)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> RankingOutput:
         return RankingOutput(self.user_factors(batch["user"]), self, {})  # (B, D)

@@ -136,6 +136,16 @@ class Task(abc.ABC):
         """ConfigError for a setting that the prepared data rules out, raised before any training
         (a run should not pretrain a teacher for hours and then stop on its config); nothing by default."""
 
+    def model_selection(self) -> str:
+        """How each loop picks the epoch whose model is evaluated, as the protocol block states it."""
+        def selection(loop: Any) -> str:
+            if loop.select == "last":
+                return f"last of {loop.epochs} epochs (no selection)"
+            return f"best validation {loop.monitor} (patience {loop.patience})"
+        teacher, student = selection(self.cfg.trainer.teacher), selection(self.cfg.trainer.student)
+        chosen = teacher if teacher == student else f"teacher: {teacher}; students: {student}"
+        return f"{chosen}; test never used for selection"
+
     def data_protocol(self) -> dict[str, Any]:
         """What was done to the data before the split (written into the protocol block): repeated
         pairs, the positive-rating threshold and the k-core filter (data_report.json: what they dropped)."""

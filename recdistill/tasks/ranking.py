@@ -190,5 +190,5 @@ class RankingTask(Task):
                     "for every role and for teacher top-K extraction; never by internal id",
             "item_pool": "cold items of the split (valid: cold validation items, test: cold test items)"
                          if self.split.name == "cold_item" else "all items",
-            "model_selection": "best validation epoch by trainer monitor; test never used for selection",
+            "model_selection": self.model_selection(),
         }

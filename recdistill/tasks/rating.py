@@ -117,5 +117,5 @@ class RatingTask(Task):
             "history_length": self.evaluator.history_length,
             "accuracy": "argmax class == true rating",
             "mae_rmse": "on the expected rating (probability-weighted class values) or the model's point estimate",
-            "model_selection": "best validation epoch by trainer monitor; test never used for selection",
+            "model_selection": self.model_selection(),
         }

@@ -78,11 +78,13 @@ def train(
     label: str,
     param_groups: list[dict] | None = None,
 ) -> TrainResult:
-    """Train `model` on `objective`, early-stopping on `config.monitor`; resumes from `checkpoint_dir`.
+    """Train `model` on `objective`; resumes from `checkpoint_dir`. With `config.select == "best"`
+    the result holds the epoch best on `config.monitor` (stopping after `config.patience` epochs
+    without a better one); with "last", all `config.epochs` are trained and the last is kept.
 
     `train_data` yields the task's training batches; `validate(model)` returns the validation
     metrics (the task's validator), among them `config.monitor`.
-    `param_groups` (AdamW groups over the model's trainable parameters, e.g. a lower learning rate
+    `param_groups` (optimiser groups over the model's trainable parameters, e.g. a lower learning rate
     for transferred weights) default to one group of every trainable parameter at `config.lr`."""
     larger_is_better = higher_is_better(config.monitor, source="trainer.monitor")
     # Denormal floats (e.g. gradients through a Gumbel-softmax at low temperature, and their squares
@@ -106,17 +108,22 @@ def train(
             sums = _train_epoch(model, objective, optimizer, parameters, train_data, config, device,
                                 torch.Generator().manual_seed(seed * 100_003 + epoch), epoch,
                                 lambda size: progress.advance(task, size))
-            valid = validate(model)
-            if config.monitor not in valid:
+            validated = epoch % config.validate_every == 0 or epoch == config.epochs
+            valid = validate(model) if validated else {}
+            if validated and config.monitor not in valid:
                 raise ConfigError(f"trainer monitor {config.monitor!r} is not among the validation metrics "
                                   f"{sorted(valid)}")
             row = {"epoch": epoch, **{f"train_{k}": v / len(train_data) for k, v in sums.items()},
                    **{f"valid_{k}": v for k, v in valid.items()}, "seconds": time.perf_counter() - started}
-            _record_epoch(state, row, valid, model, config.monitor, larger_is_better)
-            log.info("%s epoch %d: loss %.4f, valid %s %.4f (best %.4f at %d), %.1fs", label, epoch,
-                     row["train_loss"], config.monitor, valid[config.monitor], state["best_value"],
-                     state["best_epoch"], row["seconds"])
-            progress.update(task, status=f"valid {config.monitor} {valid[config.monitor]:.4f}")
+            _record_epoch(state, row, valid, model, config.monitor, larger_is_better,
+                          keep_last=config.select == "last")
+            if validated:
+                log.info("%s epoch %d: loss %.4f, valid %s %.4f (best %.4f at %d), %.1fs", label, epoch,
+                         row["train_loss"], config.monitor, valid[config.monitor], state["best_value"],
+                         state["best_epoch"], row["seconds"])
+                progress.update(task, status=f"valid {config.monitor} {valid[config.monitor]:.4f}")
+            else:
+                log.info("%s epoch %d: loss %.4f, %.1fs", label, epoch, row["train_loss"], row["seconds"])
             finished = state["bad_epochs"] >= config.patience or epoch >= config.epochs
             torch_save(last_path, {"model": model.state_dict(), "objective": objective.state_dict(),
                                    "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(),
@@ -137,12 +144,12 @@ def _train_epoch(model: nn.Module, objective: DistillationObjective, optimizer: 
     for batch in train_data.batches(config.batch_size, device, generator, epoch):
         output = model(batch)
         terms = objective(model.loss(batch, output), output, batch)
+        size = _batch_targets(batch)
         optimizer.zero_grad(set_to_none=True)
-        terms["loss"].backward()
+        (terms["loss"] * size if config.loss_reduction == "sum" else terms["loss"]).backward()
         if config.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(parameters, config.grad_clip)
         optimizer.step()
-        size = _batch_targets(batch)
         for name, value in terms.items():
             sums[name] = sums.get(name, 0.0) + float(value.detach()) * size
         advance(size)
@@ -150,28 +157,33 @@ def _train_epoch(model: nn.Module, objective: DistillationObjective, optimizer: 
 
 
 def _record_epoch(state: dict, row: dict, valid: dict[str, float], model: nn.Module, monitor: str,
-                  larger_is_better: bool) -> None:
-    """Append the epoch's history row and keep the best weights so far (by `monitor`)."""
+                  larger_is_better: bool, keep_last: bool = False) -> None:
+    """Append the epoch's history row and keep the best weights so far (by `monitor`; `valid` is
+    empty for an epoch without validation), or the latest weights when `keep_last`."""
     state["history"].append(row)
     state["seconds"] += row["seconds"]
     state["epoch"] = row["epoch"]
-    if _improved(valid[monitor], state["best_value"], larger_is_better):
-        state.update(best_value=valid[monitor], best_epoch=row["epoch"], best_valid=valid, bad_epochs=0,
+    if keep_last or (valid and _improved(valid[monitor], state["best_value"], larger_is_better)):
+        state.update(best_epoch=row["epoch"], bad_epochs=0,
                      best_state=copy.deepcopy({k: v.cpu() for k, v in model.state_dict().items()}))
-    else:
+        if valid:
+            state.update(best_value=valid[monitor], best_valid=valid)
+    elif valid:
         state["bad_epochs"] += 1
 
 
 def _optimizer(model: nn.Module, objective: DistillationObjective, param_groups: list[dict] | None,
                config: LoopConfig) -> tuple[torch.optim.Optimizer, list[nn.Parameter]]:
-    """AdamW over the model's groups (default: every trainable parameter) and the objective's
-    learnable parts; also the flat parameter list that gradient clipping reads."""
+    """`config.optimizer` (AdamW, or Adam with coupled L2) over the model's groups (default: every
+    trainable parameter) and the objective's learnable parts; also the flat parameter list that
+    gradient clipping reads."""
     objective_parameters = [p for p in objective.parameters() if p.requires_grad]
     if param_groups is None:
         param_groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
     groups = [*param_groups, {"params": objective_parameters}] if objective_parameters else list(param_groups)
     parameters = [p for group in groups for p in group["params"]]
-    return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay), parameters
+    optimizer = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
+    return optimizer(groups, lr=config.lr, weight_decay=config.weight_decay), parameters
 
 
 def _resume(last_path: Path, model: nn.Module, objective: DistillationObjective, optimizer: torch.optim.Optimizer,

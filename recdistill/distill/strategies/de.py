@@ -47,6 +47,9 @@ class ExpertMixture(nn.Module):
     The experts' weights are stacked tensors, so all experts run as one batched product; as the
     second layer is linear, the mixture is taken over the hidden units before it (one matmul over
     experts x hidden instead of one per expert), which gives the same result as mixing the outputs.
+    Once the annealed temperature makes the mixture weights exactly 0 for most (row, expert) pairs,
+    each expert runs only on the rows that give it a weight: the same sum without its zero terms,
+    and the same gradients (the softmax passes none to a weight that is exactly 0 or 1).
     """
 
     def __init__(self, student_dim: int, teacher_dim: int, n_experts: int) -> None:
@@ -89,10 +92,28 @@ class ExpertMixture(nn.Module):
         if self.n_experts == 1:
             return self.each_expert(student)[0]  # (n, Dt)
         weights = self.select(teacher, temperature)  # (n, E)
+        rows, experts = torch.nonzero(weights, as_tuple=True)  # the (row, expert) pairs that contribute
+        if 2 * len(rows) <= weights.numel():
+            return self._sparse_mixture(student, weights, rows, experts)
         hidden = self.hidden(student) * weights.T[:, :, None]  # (E, n, H) weighted per row
         n_experts, rows, width = hidden.shape
         mixed_hidden = hidden.transpose(0, 1).reshape(rows, n_experts * width)  # (n, E*H)
         return mixed_hidden @ self.out_weight.reshape(n_experts * width, -1) + weights @ self.out_bias  # (n, Dt)
+
+    def _sparse_mixture(self, student: torch.Tensor, weights: torch.Tensor, rows: torch.Tensor,
+                        experts: torch.Tensor) -> torch.Tensor:
+        """(n, Dt) the mixture summed over the nonzero `weights` (n, E) only: each expert (a loop over
+        at most E experts, not rows) reconstructs the rows that weight it."""
+        mixed = student.new_zeros(len(student), self.out_weight.shape[-1])  # (n, Dt)
+        # unbind: one backward node per stacked parameter, not one zero-filled gradient per expert
+        hidden_weight, hidden_bias = self.hidden_weight.unbind(0), self.hidden_bias.unbind(0)
+        out_weight, out_bias = self.out_weight.unbind(0), self.out_bias.unbind(0)
+        for expert in torch.unique(experts).tolist():
+            mine = rows[experts == expert]  # (r,)
+            hidden = F.relu(student[mine] @ hidden_weight[expert] + hidden_bias[expert])  # (r, H)
+            output = hidden @ out_weight[expert] + out_bias[expert]  # (r, Dt)
+            mixed = mixed.index_add(0, mine, weights[mine, expert, None] * output)
+        return mixed
 
     def squared_error(self, student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
         """sum_n ||teacher_n - mixture(student_n)||^2 (0 for no rows)."""

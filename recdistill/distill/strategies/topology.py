@@ -33,6 +33,27 @@ def cosine_matrix(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
     return F.normalize(left, dim=-1) @ F.normalize(right, dim=-1).T  # (n, m)
 
 
+def topology_error(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """sum over all pairs (a, b) of rows of (cos_s(a, b) - cos_t(a, b))^2, for student (n, Ds) and
+    teacher (n, Dt), as a 0-d tensor of the student's dtype.
+
+    With S and T the row-normalised matrices, the sum is ||S S^T - T T^T||_F^2
+    = ||S^T S||^2 - 2 ||S^T T||^2 + ||T^T T||^2: Gram matrices of the dimensions, O(n D^2) instead of
+    the O(n^2 D) of the n x n similarity matrices, computed in float64 so that the difference of
+    large sums loses nothing."""
+    s = F.normalize(student.double(), dim=-1)  # (n, Ds)
+    t = F.normalize(teacher.double(), dim=-1)  # (n, Dt)
+    return _normalized_topology_error(s, t).to(student.dtype)
+
+
+def _normalized_topology_error(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """`topology_error` of rows already normalised: by the (n, n) similarity matrices when they are
+    cheaper (n < Ds + Dt, small groups), else by the Gram matrices of the dimensions."""
+    if len(s) < s.shape[1] + t.shape[1]:
+        return (s @ s.T - t @ t.T).pow(2).sum()
+    return (s.T @ s).pow(2).sum() - 2 * (s.T @ t).pow(2).sum() + (t.T @ t).pow(2).sum()
+
+
 class TopologyStrategy(RankingStrategy):
     """Shared by FTD and HTD: the batch's entities as (student, teacher) representation pairs."""
 
@@ -79,8 +100,7 @@ class FTD(TopologyStrategy):
         if found is None:
             return self.zero(student_output)
         student, teacher, _ = found  # (n, D), (n, Dt)
-        error = (cosine_matrix(student, student) - cosine_matrix(teacher, teacher)).pow(2)  # (n, n)
-        return error.sum() / self.n_final(batch)
+        return topology_error(student, teacher) / self.n_final(batch)
 
 
 @value_rules(at_most("final_temperature", "initial_temperature"))  # the temperature cools down
@@ -150,12 +170,17 @@ class HTD(TopologyStrategy):
         self.temperature = annealed_temperature(epoch, p.initial_temperature, p.final_temperature, p.anneal_epochs)
 
     def topology(self, student: torch.Tensor, teacher: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
-        """Entity-level plus group-level squared errors (sums) for entities in `groups` (n,)."""
+        """Entity-level plus group-level squared errors (sums) for entities in `groups` (n,).
+
+        The entity level is `topology_error` within each present group (a loop over groups, each in
+        O(size D^2)), never the n x n matrices."""
         membership = F.one_hot(groups).to(student.dtype)  # (n, G_all)
         membership = membership[:, membership.sum(0) > 0]  # (n, G) present groups only
-        same = membership @ membership.T  # (n, n) 1 where a and b share a group
-        error = (cosine_matrix(student, student) - cosine_matrix(teacher, teacher)).pow(2)  # (n, n)
-        entity_level = (error * same).sum()
+        order = torch.argsort(groups)
+        sizes = torch.bincount(groups)
+        normalized = F.normalize(student.double(), dim=-1), F.normalize(teacher.double(), dim=-1)  # (n, Ds), (n, Dt)
+        entity_level = sum(_normalized_topology_error(normalized[0][members], normalized[1][members])
+                           for members in torch.split(order, sizes[sizes > 0].tolist())).to(student.dtype)
         with torch.no_grad():
             averaging = membership.T / membership.sum(0)[:, None]  # (G, n)
             student_prototypes = averaging @ student  # (G, D)
