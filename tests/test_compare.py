@@ -13,7 +13,7 @@ from recdistill.errors import ConfigError, RecdistillError
 from recdistill.reporting.compare import DEFAULT_METRICS, compare_main
 from recdistill.reporting.runs import (aggregate, distinguishing_keys, group_keys, headline_metrics, higher_is_better,
                                        load_runs, with_group_columns)
-from recdistill.reporting.significance import is_per_user, paired_tests, significance
+from recdistill.reporting.significance import holm, is_per_user, paired_tests, significance
 
 DISTILL = {
     "none": {"name": "none", "base_weight": 1.0, "terms": {}},
@@ -21,11 +21,11 @@ DISTILL = {
     "soft": {"name": "soft", "base_weight": 0.0, "terms": {"soft": {"weight": 1.0, "temperature": 1.0}}},
 }
 PARAMS = {"teacher": 120_000, "student": 9_000, "student_kd": 9_000}
-N_USERS = 7  # 14+ pairs everywhere: scipy then uses the fast normal approximation with ties
+N_USERS = 7  # the pairs of every paired test: users, each averaged over the seeds of its side
 
 
 def base_config(seed, distill, folder):
-    return {"experiment_name": "synthetic_kd", "task": "rating", "seed": seed, "device": "cpu",
+    return {"experiment_name": "synthetic_kd", "task": "rating", "seed": seed, "teacher_seed": 0, "device": "cpu",
             "cache_dir": f"/tmp/cache{seed}", "train_student_alone": True, "resume": None,
             "dataset": {"name": "synthetic", "cache_dir": f"/tmp/cache{seed}", "local_dir": str(folder)},
             "split": {"name": "chrono_ratio", "ratios": [0.8, 0.1, 0.1]},
@@ -153,28 +153,38 @@ def test_paired_tests_agree_with_scipy():
     assert np.isnan(paired_tests(np.array([1.0]), np.array([2.0]))["p_ttest"])
 
 
+def per_user_means(role, maes, seeds):
+    """Per-user test MAE of a role averaged over seeds (one MAE per seed): shape (N_USERS,)."""
+    return np.array([np.mean([user_mae(role, mae, seed, u) for seed, mae in zip(seeds, maes)])
+                     for u in range(N_USERS)])
+
+
 def test_distilled_students_are_paired_with_the_student_of_the_same_runs(sweep):
     runs, keys, rows, summary = summarise([sweep])
     tests = significance(summary, rows, keys, ["mae"], None, runs.configs)
     kl = tests[(summary.role == "student_kd") & (summary["distill.name"] == "kl")].iloc[0]
-    pairs = [(user_mae("student_kd", kd, seed, u), user_mae("student", 0.80, seed, u))
-             for seed, kd in zip([0, 1, 2], [0.70, 0.72, 0.74]) for u in range(N_USERS)]
-    candidate, baseline = np.array(pairs).T
-    assert kl["baseline"] == "student (same runs)" and kl["mae_pairs"] == 21
+    candidate = per_user_means("student_kd", [0.70, 0.72, 0.74], [0, 1, 2])
+    baseline = per_user_means("student", [0.80] * 3, [0, 1, 2])
+    # one pair per user, the 3 seeds averaged first (it was 21 (seed, user) pairs, counting each user 3 times)
+    assert kl["baseline"] == "student (same runs)" and kl["mae_pairs"] == N_USERS
     assert kl["mae_diff"] == pytest.approx((candidate - baseline).mean())
     assert kl["mae_p_ttest"] == pytest.approx(stats.ttest_rel(candidate, baseline).pvalue)
     assert kl["mae_p_wilcoxon"] == pytest.approx(stats.wilcoxon(candidate, baseline).pvalue)
     assert tests[summary.role == "teacher"]["mae_pairs"].isna().all()
+    assert kl["mae_ci_low"] < kl["mae_diff"] < kl["mae_ci_high"]
+    tested = tests["mae_p_wilcoxon"].notna()  # the family: the 3 student_kd rows of this table
+    assert tested.sum() == 3 and tests.loc[tested, "mae_p_holm"].to_numpy() == pytest.approx(
+        holm(tests.loc[tested, "mae_p_wilcoxon"].to_numpy()))
 
 
-def test_a_baseline_value_is_joined_on_seed_and_user(sweep):
+def test_a_baseline_value_is_averaged_over_its_seeds_then_joined_on_user(sweep):
     runs, keys, rows, summary = summarise([sweep])
     tests = significance(summary, rows, keys, ["mae"], "distill.name=none", runs.configs)
     soft = tests[(summary.role == "student_kd") & (summary["distill.name"] == "soft")].iloc[0]
-    pairs = [(user_mae("student_kd", kd, seed, u), user_mae("student_kd", 0.80, seed, u))
-             for seed, kd in zip([0, 1], [0.75, 0.78]) for u in range(N_USERS)]
-    candidate, baseline = np.array(pairs).T
-    assert soft["baseline"] == "distill.name=none" and soft["mae_pairs"] == 14
+    candidate = per_user_means("student_kd", [0.75, 0.78], [0, 1])
+    baseline = per_user_means("student_kd", [0.80] * 3, [0, 1, 2])  # all of none's seeds, not only 0 and 1
+    assert soft["baseline"] == "distill.name=none" and soft["mae_pairs"] == N_USERS  # was 14 (seed, user) pairs
+    assert soft["mae_diff"] == pytest.approx((candidate - baseline).mean())
     assert soft["mae_p_ttest"] == pytest.approx(stats.ttest_rel(candidate, baseline).pvalue)
     assert tests[summary["distill.name"] == "none"]["baseline"].eq("(baseline)").all()
     teacher = tests[(summary.role == "teacher") & (summary["distill.name"] == "kl")].iloc[0]
@@ -185,21 +195,78 @@ def test_a_baseline_value_is_joined_on_seed_and_user(sweep):
         significance(summary, rows, keys, ["mae"], "distill.name", runs.configs)
 
 
+def write_per_user(folder, maes):
+    """Replace a run's per_user.parquet by {role: {user: mae}} (users may differ between seeds and roles)."""
+    rows = [{"role": role, "user": user, "n": 2, "mae": mae}
+            for role, users in maes.items() for user, mae in users.items()]
+    pd.DataFrame(rows).to_parquet(folder / "per_user.parquet", index=False)
+
+
+def test_seeds_are_averaged_per_user_before_pairing_with_the_student_alone(tmp_path):
+    # seed 1 evaluated users 0 and 1 only: concatenating seeds gives 6 pairs, mean difference 0.4 / 6,
+    # while averaging each user over its seeds first gives 4 pairs (users), mean difference 0.05 / 4
+    for seed, kd, alone in [(0, [0.5, 0.6, 0.7, 0.8], [0.6, 0.6, 0.9, 0.9]), (1, [0.9, 0.9], [0.5, 0.5])]:
+        folder = write_run(tmp_path / str(seed), seed=seed)
+        write_per_user(folder, {"student_kd": dict(enumerate(kd)), "student": dict(enumerate(alone))})
+    runs, keys, rows, summary = summarise([tmp_path])
+    kd = significance(summary, rows, keys, ["mae"], None, runs.configs)[summary.role == "student_kd"].iloc[0]
+    candidate, baseline = np.array([0.7, 0.75, 0.7, 0.8]), np.array([0.55, 0.55, 0.9, 0.9])  # users 0-3
+    assert kd["mae_pairs"] == 4 and kd["mae_diff"] == pytest.approx(0.0125)
+    assert kd["mae_p_ttest"] == pytest.approx(stats.ttest_rel(candidate, baseline).pvalue)
+    assert kd["mae_p_wilcoxon"] == pytest.approx(stats.wilcoxon(candidate, baseline).pvalue)
+    assert kd["mae_p_holm"] == kd["mae_p_wilcoxon"]  # a family of one test
+
+
+def test_a_baseline_side_is_averaged_over_its_seeds_before_the_join_on_user(tmp_path):
+    # the group has users 0-3, the baseline users 1-4 (seed 1 only some of them): averaged sides share users 1-3,
+    # where a join on (seed, user) would give 4 pairs (seed 0: users 1-3, seed 1: user 1)
+    sides = {"kl": [{0: 0.5, 1: 0.6, 2: 0.7, 3: 0.8}, {0: 0.9, 1: 0.8}],
+             "none": [{1: 0.7, 2: 0.9, 3: 0.9, 4: 0.1}, {1: 0.3}]}
+    for distill, seeds in sides.items():
+        for seed, maes in enumerate(seeds):
+            write_per_user(write_run(tmp_path / f"{distill}{seed}", seed=seed, distill=distill), {"student_kd": maes})
+    runs, keys, rows, summary = summarise([tmp_path])
+    tests = significance(summary, rows, keys, ["mae"], "distill.name=none", runs.configs)
+    kl = tests[(summary.role == "student_kd") & (summary["distill.name"] == "kl")].iloc[0]
+    candidate, baseline = np.array([0.7, 0.7, 0.8]), np.array([0.5, 0.9, 0.9])  # users 1, 2, 3
+    assert kl["mae_pairs"] == 3 and kl["mae_diff"] == pytest.approx((candidate - baseline).mean())
+    assert kl["mae_p_ttest"] == pytest.approx(stats.ttest_rel(candidate, baseline).pvalue)
+
+
+def test_teacher_seeds_count_distinct_teachers_next_to_the_runs(tmp_path, capsys):
+    for seed in (0, 1, 2):
+        write_run(tmp_path / "one_teacher" / str(seed), seed=seed)  # teacher_seed 0 in every run
+        config = base_config(seed, "soft", tmp_path)
+        config["teacher_seed"] = seed  # a teacher retrained per seed
+        write_run(tmp_path / "three_teachers" / str(seed), seed=seed, distill="soft", config=config)
+    document = json.loads(compare_main([str(tmp_path), "--format", "json"]) or capsys.readouterr().out)
+    counts = {(g["distill.name"], g["role"]): (g["n"], g["teacher_seeds"]) for g in document["groups"]}
+    assert counts == {("kl", r): (3, 1) for r in ("teacher", "student", "student_kd")} | {
+        ("soft", r): (3, 3) for r in ("teacher", "student", "student_kd")}
+
+
 def test_csv_output_is_the_aggregated_table(sweep, capsys):
     compare_main([str(sweep), "--format", "csv", "--metric", "mae", "--metric", "accuracy"])
     out = capsys.readouterr()
     table = pd.read_csv(io.StringIO(out.out))
     kl = table[(table["distill.name"] == "kl") & (table.role == "student_kd")].iloc[0]
     assert kl["mae_mean"] == pytest.approx(0.72) and kl["accuracy_mean"] == pytest.approx(0.28)
-    assert kl["n"] == 3 and kl["seeds"] == "0;1;2" and kl["baseline"] == "student (same runs)"
-    assert {"mae_p_ttest", "mae_p_wilcoxon", "mae_diff", "latency_ms_median_mean"} <= set(table.columns)
+    assert kl["n"] == 3 and kl["teacher_seeds"] == 1 and kl["seeds"] == "0;1;2"
+    assert kl["baseline"] == "student (same runs)"
+    assert list(table.columns[table.columns.get_loc("n"):][:2]) == ["n", "teacher_seeds"]
+    assert {"mae_p_ttest", "mae_p_wilcoxon", "mae_p_holm", "mae_ci_low", "mae_ci_high", "mae_diff",
+            "latency_ms_median_mean"} <= set(table.columns)
+    assert kl["mae_ci_low"] < kl["mae_diff"] < kl["mae_ci_high"]
     assert "failed job" in out.err and "ConfigError" in out.err and "[" not in out.out.splitlines()[0]
 
 
 def test_markdown_output_bolds_the_best_mean(sweep, capsys):
     compare_main([str(sweep), "--format", "markdown", "--split", "valid"])
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("| distill.name | role | accuracy | mae | rmse | params | latency ms | n | baseline")
+    # p Holm's family: the 3 student_kd rows, each tested against the student alone
+    assert lines[0].startswith("| distill.name | role | accuracy | mae | rmse | params | latency ms | n "
+                               "| teacher seeds | baseline | pairs (users) accuracy | Δ accuracy | 95% CI accuracy "
+                               "| p t-test accuracy | p Wilcoxon accuracy | p Holm accuracy (over 3 rows) |")
     assert lines[1].startswith("| --- |")
     teacher = next(line for line in lines if "| teacher |" in line)
     assert "**0.6100 ± 0.0000**" in teacher  # valid MAE of the teacher (test + 0.01), best of all groups
@@ -210,17 +277,22 @@ def test_json_output_lists_groups_and_failures(sweep, capsys):
     compare_main([str(sweep), "--format", "json", "--baseline", "distill.name=none"])
     document = json.loads(capsys.readouterr().out)
     assert document["group_keys"] == ["distill.name"] and document["baseline"] == "distill.name=none"
+    assert "pairs = users" in document["paired_tests"] and "Holm" in document["paired_tests"]
     assert len(document["groups"]) == 9 and document["failed"][0]["error"] == "ConfigError"
     kl = next(g for g in document["groups"] if g["distill.name"] == "kl" and g["role"] == "student_kd")
-    assert kl["mae_mean"] == pytest.approx(0.72) and len(kl["runs"]) == 3 and kl["mae_pairs"] == 21
-    soft_student = next(g for g in document["groups"] if g["distill.name"] == "soft" and g["role"] == "student")
-    assert soft_student["mae_std"] == 0.0 and soft_student["mae_p_ttest"] == 1.0
+    assert kl["mae_mean"] == pytest.approx(0.72) and len(kl["runs"]) == 3 and kl["mae_pairs"] == N_USERS
+    assert kl["n"] == 3 and kl["teacher_seeds"] == 1
+    # the student alone of kl has the seeds of none's (0-2): the same per-user means, nothing to tell apart;
+    # soft's has seeds 0-1 only, so its per-user means differ from none's means over 0-2 (seed-paired, they did not)
+    kl_student = next(g for g in document["groups"] if g["distill.name"] == "kl" and g["role"] == "student")
+    assert kl_student["mae_diff"] == 0.0 and kl_student["mae_p_ttest"] == 1.0 and kl_student["mae_p_wilcoxon"] == 1.0
 
 
 def test_table_output_names_groups_roles_and_tests(sweep, capsys):
     compare_main([str(sweep)])
     out = capsys.readouterr().out
-    for text in ("distill.name", "student_kd", "kl", "soft", "0.7200 ± 0.0200", "paired tests", "p Wilcoxon"):
+    for text in ("distill.name", "student_kd", "kl", "soft", "0.7200 ± 0.0200", "paired tests", "p Wilcoxon",
+                 "p Holm", "95% CI", "pairs (users)", "teacher seeds", "Holm 1979"):
         assert text in out
 
 

@@ -1,8 +1,11 @@
 """`recdistill compare PATH...`: one table over every run found below the paths.
 
 Runs are grouped by the config keys that differ between them (or `--by KEY`) plus role; seeds are
-repetitions. Each cell is mean ± std over a group's runs, the best mean per column in bold, with
-paired tests on per-user test metrics against a baseline (see `significance`).
+repetitions. Each cell is mean ± std over a group's runs, the best mean per column in bold; `n` counts the
+runs (student seeds) and `teacher seeds` the distinct teachers among them (one teacher is one teacher, however
+many students it taught). Then paired tests on per-user test metrics against a baseline, users as the pairing
+unit after averaging over seeds: Δ with a bootstrap 95% interval, t-test, Wilcoxon and Holm-adjusted Wilcoxon
+p-values, the family being the tested rows of one metric in this table (see `significance`).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from recdistill.reporting.plots import comparison_figure, save_figure
 from recdistill.reporting.run_report import markdown_table
 from recdistill.reporting.runs import (HEADLINE_K, Failure, aggregate, group_keys, headline_metrics,
                                        higher_is_better, load_runs, with_group_columns)
-from recdistill.reporting.significance import is_per_user, significance
+from recdistill.reporting.significance import PROTOCOL, is_per_user, significance
 
 #: Metrics shown when no --metric is given: each task's headline metrics in the metric catalogue.
 DEFAULT_METRICS = "; ".join(f"{', '.join(headline_columns(task, HEADLINE_K))} for {task}" for task in TASKS)
@@ -44,7 +47,8 @@ def parse_args(args: list[str]) -> argparse.Namespace:
     parser.add_argument("--split", default="test", choices=["valid", "test"],
                         help="split of the metrics (default test; paired tests always use per-user test metrics)")
     parser.add_argument("--baseline", metavar="KEY=VALUE",
-                        help="pair each group with the runs having KEY=VALUE on (seed, user) "
+                        help="pair each group with the runs having KEY=VALUE on user, each side averaged over its "
+                             "seeds first "
                              "(default: student_kd against the student trained alone in the same runs)")
     parser.add_argument("--format", default="table", choices=FORMATS, help="output format (default table)")
     parser.add_argument("--plot", type=Path, metavar="FILE.png", help="write the accuracy-cost frontier figure")
@@ -81,6 +85,36 @@ def _tested(summary: pd.DataFrame, metrics: list[str]) -> list[str]:
             if is_per_user(m) and f"{m}_pairs" in summary and summary[f"{m}_pairs"].notna().any()]
 
 
+def _count(value: Any) -> str:
+    return "" if value is None or pd.isna(value) else str(int(value))
+
+
+def _ci(row: pd.Series, metric: str) -> str:
+    low, high = row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]
+    return "" if pd.isna(low) else f"[{_number(low, '+.4f')}, {_number(high, '+.4f')}]"
+
+
+def _test_cells(row: pd.Series, metric: str) -> list[str]:
+    """pairs (users), Δ mean, 95% CI, p t-test, p Wilcoxon, p Holm of one row and metric."""
+    return [_count(row[f"{metric}_pairs"]), _number(row[f"{metric}_diff"], "+.4f"), _ci(row, metric),
+            *(_number(row[f"{metric}_{p}"], ".3g") for p in ("p_ttest", "p_wilcoxon", "p_holm"))]
+
+
+def _family(summary: pd.DataFrame, metric: str) -> int:
+    """How many rows the Holm adjustment of a metric's Wilcoxon p-values covers."""
+    return int(summary[f"{metric}_p_wilcoxon"].notna().sum())
+
+
+def teacher_seeds(summary: pd.DataFrame, configs: dict[str, dict[str, Any]]) -> list[int | None]:
+    """Per summary row, the number of distinct `teacher_seed` values among its runs' configs (None when no
+    run's config has one): 3 student seeds trained from 1 teacher are 3 runs but 1 teacher."""
+    counts: list[int | None] = []
+    for runs in summary["runs"]:
+        stated = {configs[run]["teacher_seed"] for run in runs if configs[run].get("teacher_seed") is not None}
+        counts.append(len(stated) if stated else None)
+    return counts
+
+
 def _console(table: Table, stderr: bool = False) -> Console:
     """A console wide enough for the table when output is not a terminal (no squeezed cells in files)."""
     console = Console(stderr=stderr)
@@ -92,45 +126,52 @@ def _console(table: Table, stderr: bool = False) -> Console:
 
 def render_table(summary: pd.DataFrame, keys: list[str], metrics: list[str], split: str) -> None:
     """Rich tables: mean ± std per group (best in bold), then the paired tests."""
-    table = Table(title=f"recdistill compare — {split} metrics, mean ± std over seeds")
+    table = Table(title=f"recdistill compare — {split} metrics, mean ± std over the n runs (student seeds)")
     for header in [*keys, "role"]:
         table.add_column(header, no_wrap=True)
     figures = [(m, m, _spec(m)) for m in metrics] + [(c, h, _spec(c)) for c, h in COST_COLUMNS if c not in metrics]
     for _, header, _ in figures:
         table.add_column(header, justify="right")
     table.add_column("n", justify="right")
+    table.add_column("teacher seeds", justify="right")
     best = {metric: _best(summary, metric) for metric, _, _ in figures}
     for _, row in summary.iterrows():
         cells = []
         for metric, _, spec in figures:
             text = _mean_std(row, metric) if metric in metrics else _number(row[f"{metric}_mean"], spec)
             cells.append(f"[bold]{text}[/bold]" if _is_best(row[f"{metric}_mean"], best[metric]) else text)
-        table.add_row(*[str(row[k]) for k in [*keys, "role"]], *cells, str(row["n"]))
+        table.add_row(*[str(row[k]) for k in [*keys, "role"]], *cells, str(row["n"]), _count(row["teacher_seeds"]))
     _console(table).print(table)
     tested = _tested(summary, metrics)
     if not tested:
         return
-    tests = Table(title="paired tests on per-user test metrics (Δ = group − baseline)")
+    families = ", ".join(f"{_family(summary, m)} {m}" for m in tested)
+    tests = Table(title="paired tests on per-user test metrics: each side averaged over its seeds per user, "
+                        "pairs = users, Δ = group − baseline",
+                  caption=f"95% CI: percentile bootstrap over users; p Holm: Wilcoxon p adjusted (Holm 1979) over "
+                          f"the rows of each metric in this table ({families})")
     for header in [*keys, "role", "baseline", "metric"]:
         tests.add_column(header, no_wrap=True)
-    for header in ("pairs", "Δ mean", "p t-test", "p Wilcoxon"):
+    for header in ("pairs (users)", "Δ mean", "95% CI", "p t-test", "p Wilcoxon", "p Holm"):
         tests.add_column(header, justify="right")
     for _, row in summary.iterrows():
         for metric in tested:
             if pd.notna(row[f"{metric}_pairs"]):
-                tests.add_row(*[str(row[k]) for k in [*keys, "role", "baseline"]], metric,
-                              str(int(row[f"{metric}_pairs"])), _number(row[f"{metric}_diff"], "+.4f"),
-                              _number(row[f"{metric}_p_ttest"], ".3g"), _number(row[f"{metric}_p_wilcoxon"], ".3g"))
+                tests.add_row(*[str(row[k]) for k in [*keys, "role", "baseline"]], metric, *_test_cells(row, metric))
     _console(tests).print(tests)
 
 
 def render_markdown(summary: pd.DataFrame, keys: list[str], metrics: list[str]) -> str:
-    """One markdown table: mean ± std (best in bold), costs, n, and the paired tests."""
+    """One markdown table: mean ± std (best in bold), costs, n and teacher seeds, and the paired tests
+    (the Holm header names its family: the rows of that metric in this table with a Wilcoxon p)."""
     tested = _tested(summary, metrics)
     costs = [(c, h) for c, h in COST_COLUMNS if c not in metrics]
-    headers = [*keys, "role", *metrics, *(h for _, h in costs), "n"]
+    headers = [*keys, "role", *metrics, *(h for _, h in costs), "n", "teacher seeds"]
     if tested:
-        headers += ["baseline", *(f"{name} {m}" for m in tested for name in ("Δ", "p t-test", "p Wilcoxon"))]
+        headers.append("baseline")
+        for m in tested:
+            headers += [f"{name} {m}" for name in ("pairs (users)", "Δ", "95% CI", "p t-test", "p Wilcoxon")]
+            headers.append(f"p Holm {m} (over {_family(summary, m)} rows)")
     best = {metric: _best(summary, metric) for metric in [*metrics, *(c for c, _ in costs)]}
     rows = []
     for _, row in summary.iterrows():
@@ -141,12 +182,11 @@ def render_markdown(summary: pd.DataFrame, keys: list[str], metrics: list[str]) 
         for column, _ in costs:
             text = _number(row[f"{column}_mean"], _spec(column))
             cells.append(f"**{text}**" if _is_best(row[f"{column}_mean"], best[column]) else text)
-        cells.append(str(row["n"]))
+        cells += [str(row["n"]), _count(row["teacher_seeds"])]
         if tested:
             cells.append(row["baseline"])
             for m in tested:
-                cells += [_number(row[f"{m}_diff"], "+.4f"), _number(row[f"{m}_p_ttest"], ".3g"),
-                          _number(row[f"{m}_p_wilcoxon"], ".3g")]
+                cells += _test_cells(row, m)
         rows.append(cells)
     return markdown_table(headers, rows) + "\n"
 
@@ -172,6 +212,7 @@ def render_json(summary: pd.DataFrame, keys: list[str], metrics: list[str], spli
     for record, runs, seeds in zip(records, summary["runs"], summary["seeds"]):
         record.update(runs=list(runs), seeds=[_plain(s) for s in seeds])
     document = {"split": split, "group_keys": keys, "metrics": metrics, "baseline": baseline or "student (same runs)",
+                "paired_tests": PROTOCOL,
                 "groups": records, "failed": [vars(f) for f in failures]}
     return json.dumps(document, indent=2) + "\n"
 
@@ -200,6 +241,7 @@ def compare_main(args: list[str]) -> None:
     keys = group_keys(runs, options.by)
     rows = with_group_columns(runs, keys)
     summary = aggregate(rows, keys, metrics)
+    summary.insert(summary.columns.get_loc("n") + 1, "teacher_seeds", teacher_seeds(summary, runs.configs))
     summary = pd.concat([summary, significance(summary, rows, keys, metrics, options.baseline, runs.configs)], axis=1)
     if options.format == "table":
         render_table(summary, keys, metrics, options.split)

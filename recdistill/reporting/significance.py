@@ -1,9 +1,20 @@
 """Paired significance tests of a group of runs against a baseline, on per-user test metrics.
 
-Default pairing: every `student_kd` group against the `student` role (trained alone, same budget
-and seed) of the same run folders, user by user, the users of all seeds concatenated (pairs are
-(run, user)). With `--baseline KEY=VALUE`: every group against the runs whose config has
-KEY=VALUE, same role, joined on (seed, user).
+Protocol (one summary row = one group of runs, its seeds being repetitions):
+
+* Pairing unit: the user. Seeds are averaged first, so each user counts once whatever the number of
+  seeds (concatenating seeds would count a user once per seed: pseudo-replication).
+  - Default: every `student_kd` group against the `student` role (trained alone, same budget and seed) of the
+    same run folders. Per run, the two roles are joined on user; each side is then averaged per user over the
+    group's runs (only the runs holding that user in both roles).
+  - `--baseline KEY=VALUE`: every group against the runs whose config has KEY=VALUE, same role. Each side is
+    averaged per user over its own runs first, then the sides are joined on user (users on both sides only).
+* Tests on the per-user pairs (`pairs` = number of users): paired t-test and Wilcoxon signed-rank (scipy.stats).
+* Effect: the mean per-user difference (group - baseline) with a 95% percentile bootstrap interval
+  (`bootstrap_ci`: 2,000 resamples of users, fixed seed).
+* Multiple comparisons: per metric, the Wilcoxon p-values of every row of the table that has one form the family
+  (rows of identical values, p = 1, included: they only make it more conservative); they are adjusted with Holm's
+  step-down method (`holm`), which bounds the family-wise error rate.
 """
 
 from __future__ import annotations
@@ -26,6 +37,17 @@ log = logging.getLogger(__name__)
 
 #: The baseline column's text in default mode.
 STUDENT_ALONE = "student (same runs)"
+#: Bootstrap resamples of the users for the confidence interval of the mean difference.
+BOOTSTRAP_RESAMPLES = 2000
+#: Resampled values held in memory at once (resamples x users), ~80 MB of float64.
+BOOTSTRAP_CELLS = 10_000_000
+#: The protocol in one line, for machine-readable output.
+PROTOCOL = ("pairs = users, each side averaged per user over its seeds first; paired t-test and Wilcoxon "
+            "signed-rank; 95% CI of the mean difference: percentile bootstrap over users "
+            f"({BOOTSTRAP_RESAMPLES} resamples, seed 0); p_holm: Wilcoxon p adjusted by Holm (1979) over the "
+            "tested rows of each metric in this table")
+#: Statistics per metric, in column order: `<metric>_<name>`.
+STATISTICS = ("pairs", "diff", "ci_low", "ci_high", "p_ttest", "p_wilcoxon", "p_holm")
 
 
 def is_per_user(column: str) -> bool:
@@ -34,17 +56,54 @@ def is_per_user(column: str) -> bool:
     return is_metric_column(column) and metric_is_per_user(column)
 
 
+def holm(p_values: np.ndarray) -> np.ndarray:
+    """Holm's step-down adjustment (Holm 1979, Scand. J. Statist. 6:65-70) of one family of p-values.
+
+    `p_values`: shape (m,); NaN entries (no test) stay NaN and are not counted in the family. The i-th smallest
+    of the k tested values becomes max over j <= i of min(1, (k - j + 1) * p_(j)); rejecting where the result
+    is <= alpha keeps the family-wise error rate at alpha. Returns an array of shape (m,).
+    """
+    p_values = np.asarray(p_values, dtype=float)
+    adjusted = np.full_like(p_values, np.nan)
+    tested = np.flatnonzero(~np.isnan(p_values))
+    order = tested[np.argsort(p_values[tested], kind="stable")]  # (k,) positions, smallest p first
+    scaled = (len(order) - np.arange(len(order))) * p_values[order]  # (k,) (k - j + 1) * p_(j), j from 1
+    adjusted[order] = np.minimum(1.0, np.maximum.accumulate(scaled))
+    return adjusted
+
+
+def bootstrap_ci(diff: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of `diff` (shape (n,), one difference per user).
+
+    Users are resampled with replacement BOOTSTRAP_RESAMPLES times with a fixed seed (the same table
+    every time), vectorised in batches of at most BOOTSTRAP_CELLS values. The percentile method, not
+    BCa: BCa's jackknife builds an (n, n - 1) array, too large for tens of thousands of users. Fewer
+    than two values give (NaN, NaN); identical values give (value, value).
+    """
+    diff = np.asarray(diff, dtype=float)
+    if len(diff) < 2:
+        return float("nan"), float("nan")
+    if np.all(diff == diff[0]):
+        return float(diff[0]), float(diff[0])
+    result = stats.bootstrap((diff,), np.mean, n_resamples=BOOTSTRAP_RESAMPLES, vectorized=True,
+                             batch=max(1, BOOTSTRAP_CELLS // len(diff)), confidence_level=confidence,
+                             method="percentile", rng=np.random.default_rng(0))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
 def paired_tests(candidate: np.ndarray, baseline: np.ndarray) -> dict[str, float]:
-    """Pairs, mean difference (candidate - baseline), paired t-test and Wilcoxon signed-rank p-values.
+    """Pairs, mean difference (candidate - baseline) with its bootstrap 95% interval (ci_low, ci_high),
+    paired t-test and Wilcoxon signed-rank p-values; `candidate` and `baseline` have shape (pairs,).
 
     All-zero differences give p = 1.0 for both tests (nothing to tell apart); a constant non-zero
-    difference gives a t-test p of 0.0 (t is infinite); fewer than two pairs give NaN p-values.
+    difference gives a t-test p of 0.0 (t is infinite); fewer than two pairs give NaN p-values and interval.
     """
     candidate, baseline = np.asarray(candidate, dtype=float), np.asarray(baseline, dtype=float)
     assert candidate.shape == baseline.shape, f"unpaired arrays {candidate.shape} vs {baseline.shape}"
     diff = candidate - baseline
+    low, high = bootstrap_ci(diff)
     result = {"pairs": float(len(diff)), "diff": float(diff.mean()) if len(diff) else float("nan"),
-              "p_ttest": float("nan"), "p_wilcoxon": float("nan")}
+              "ci_low": low, "ci_high": high, "p_ttest": float("nan"), "p_wilcoxon": float("nan")}
     if len(diff) == 0:
         return result
     if np.all(diff == 0):
@@ -98,7 +157,8 @@ def parse_baseline(spec: str, configs: dict[str, dict[str, Any]]) -> tuple[str, 
 
 
 def _student_pairs(runs: tuple[str, ...], metric: str, per_user: PerUser) -> pd.DataFrame:
-    """student_kd vs student of the same runs, joined on user, all runs concatenated."""
+    """student_kd vs student of the same runs: joined on user within each run, then each side averaged per
+    user over the runs. Columns user, metric, `<metric>_baseline`; one row per user."""
     parts = []
     for run in runs:
         table = per_user(run)
@@ -107,26 +167,22 @@ def _student_pairs(runs: tuple[str, ...], metric: str, per_user: PerUser) -> pd.
         distilled = table.loc[table["role"] == "student_kd", ["user", metric]]
         alone = table.loc[table["role"] == "student", ["user", metric]]
         parts.append(distilled.merge(alone, on="user", suffixes=("", "_baseline")))
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[metric, f"{metric}_baseline"])
+    if not parts:
+        return pd.DataFrame(columns=["user", metric, f"{metric}_baseline"])
+    return pd.concat(parts, ignore_index=True).groupby("user", as_index=False).mean()
 
 
-def _by_seed_and_user(runs: list[str], role: str, seeds: dict[str, Any], metric: str,
-                      per_user: PerUser) -> pd.DataFrame:
-    """One side of a baseline pairing: the role's per-user metric, keyed by (seed, user)."""
+def _user_means(runs: list[str], role: str, metric: str, per_user: PerUser) -> pd.DataFrame:
+    """One side of a baseline pairing: the role's per-user metric averaged over the runs (seeds) holding
+    that user. Columns user, metric; one row per user."""
     parts = []
     for run in runs:
         table = per_user(run)
         if table is not None and metric in table:
-            part = table.loc[table["role"] == role, ["user", metric]].copy()
-            part["seed"] = seeds[run]
-            parts.append(part)
+            parts.append(table.loc[table["role"] == role, ["user", metric]])
     if not parts:
-        return pd.DataFrame(columns=["seed", "user", metric])
-    frame = pd.concat(parts, ignore_index=True)
-    if frame.duplicated(["seed", "user"]).any():
-        log.warning("several runs share a seed among %s; their per-user values are averaged", runs)
-        frame = frame.groupby(["seed", "user"], as_index=False)[metric].mean()
-    return frame
+        return pd.DataFrame(columns=["user", metric])
+    return pd.concat(parts, ignore_index=True).groupby("user", as_index=False).mean()
 
 
 def _baseline_runs(group: pd.Series, rows: pd.DataFrame, keys: list[str], key: str, runs: set[str]) -> list[str]:
@@ -138,34 +194,47 @@ def _baseline_runs(group: pd.Series, rows: pd.DataFrame, keys: list[str], key: s
     return sorted(candidates["run"].unique())
 
 
+def _pairs(group: pd.Series, rows: pd.DataFrame, keys: list[str], tested: list[str],
+           parsed: tuple[str, str, set[str]] | None, per_user: PerUser) -> tuple[str, dict[str, pd.DataFrame]]:
+    """The baseline text of one summary row and, per tested metric, its per-user pairs (none without a baseline)."""
+    if parsed is None:
+        if group["role"] != "student_kd":
+            return "", {}
+        return STUDENT_ALONE, {m: _student_pairs(group["runs"], m, per_user) for m in tested}
+    key, value, runs = parsed
+    reference = _baseline_runs(group, rows, keys, key, runs)
+    if set(reference) == set(group["runs"]):
+        return "(baseline)", {}
+    if not reference:
+        return "", {}
+    pairs = {}
+    for m in tested:
+        mine = _user_means(list(group["runs"]), group["role"], m, per_user)
+        theirs = _user_means(reference, group["role"], m, per_user)
+        pairs[m] = mine.merge(theirs, on="user", suffixes=("", "_baseline"))
+    return f"{key}={value}", pairs
+
+
 def significance(summary: pd.DataFrame, rows: pd.DataFrame, keys: list[str], metrics: list[str],
                  baseline: str | None, configs: dict[str, dict[str, Any]]) -> pd.DataFrame:
-    """Per summary row: `baseline` and, per testable metric, pairs, diff, p_ttest and p_wilcoxon."""
+    """Per summary row: `baseline` and, per testable metric, the columns `<metric>_<s>` for s in STATISTICS
+    (pairs = users, diff, ci_low, ci_high, p_ttest, p_wilcoxon, p_holm); NaN where a row is not tested.
+
+    p_holm adjusts, per metric, the Wilcoxon p-values of all tested rows of this table together (`holm`).
+    """
     tested = [m for m in metrics if is_per_user(m)]
     per_user = PerUser()
-    seeds = dict(zip(rows["run"], rows["seed"]))
     parsed = parse_baseline(baseline, configs) if baseline else None
     records = []
     for _, group in summary.iterrows():
-        record: dict[str, Any] = {"baseline": ""}
-        pairs: dict[str, pd.DataFrame] = {}
-        if parsed is None and group["role"] == "student_kd":
-            record["baseline"] = STUDENT_ALONE
-            pairs = {m: _student_pairs(group["runs"], m, per_user) for m in tested}
-        elif parsed is not None:
-            key, value, runs = parsed
-            reference = _baseline_runs(group, rows, keys, key, runs)
-            if set(reference) == set(group["runs"]):
-                record["baseline"] = "(baseline)"
-            elif reference:
-                record["baseline"] = f"{key}={value}"
-                for m in tested:
-                    mine = _by_seed_and_user(list(group["runs"]), group["role"], seeds, m, per_user)
-                    theirs = _by_seed_and_user(reference, group["role"], seeds, m, per_user)
-                    pairs[m] = mine.merge(theirs, on=["seed", "user"], suffixes=("", "_baseline"))
+        text, pairs = _pairs(group, rows, keys, tested, parsed, per_user)
+        record: dict[str, Any] = {"baseline": text}
         for metric, joined in pairs.items():
             result = paired_tests(joined[metric].to_numpy(float), joined[f"{metric}_baseline"].to_numpy(float))
             record.update({f"{metric}_{name}": number for name, number in result.items()})
         records.append(record)
-    columns = ["baseline"] + [f"{m}_{name}" for m in tested for name in ("pairs", "diff", "p_ttest", "p_wilcoxon")]
-    return pd.DataFrame(records, index=summary.index).reindex(columns=columns)
+    columns = ["baseline"] + [f"{m}_{name}" for m in tested for name in STATISTICS]
+    frame = pd.DataFrame(records, index=summary.index).reindex(columns=columns)
+    for m in tested:
+        frame[f"{m}_p_holm"] = holm(frame[f"{m}_p_wilcoxon"].to_numpy(float))
+    return frame
