@@ -58,16 +58,18 @@ def per_user(root, job, role, metric):
 
 
 def student_pairs(root, distill, metric):
-    """student_kd against the student of the same run, per user, both seeds."""
+    """student_kd against the student of the same run, joined on user per run, then averaged per user over both
+    seeds: one pair per user (concatenating the seeds would count every user twice)."""
     parts = [per_user(root, job, "student_kd", metric).merge(per_user(root, job, "student", metric), on="user",
                                                                suffixes=("", "_baseline"))
              for job, (d, _) in JOBS.items() if d == distill]
-    joined = pd.concat(parts, ignore_index=True)
+    joined = pd.concat(parts, ignore_index=True).groupby("user").mean()
     return joined[metric].to_numpy(float), joined[f"{metric}_baseline"].to_numpy(float)
 
 
 def check_tests(group, metric, candidate, baseline):
-    assert group[f"{metric}_pairs"] == len(candidate) > 100
+    assert group[f"{metric}_pairs"] == len(candidate) > 100  # users
+    assert group[f"{metric}_ci_low"] <= group[f"{metric}_diff"] <= group[f"{metric}_ci_high"]
     assert group[f"{metric}_diff"] == pytest.approx((candidate - baseline).mean(), abs=1e-12)
     assert group[f"{metric}_p_ttest"] == pytest.approx(stats.ttest_rel(candidate, baseline).pvalue, rel=1e-9)
     assert group[f"{metric}_p_wilcoxon"] == pytest.approx(
@@ -85,7 +87,7 @@ def test_json_holds_the_old_runs_numbers_and_paired_tests(runs, tmp_path):
     for group in document["groups"]:
         distill, role = group["distill.name"], group["role"]
         jobs = [job for job, (d, _) in JOBS.items() if d == distill]
-        assert group["n"] == 2 and group["seeds"] == [0, 1]
+        assert group["n"] == 2 and group["seeds"] == [0, 1] and group["teacher_seeds"] == 1  # teacher_seed: 0
         assert [Path(run).name for run in group["runs"]] == jobs
         for metric in METRICS:
             numbers = values(metrics, distill, role, metric)
@@ -103,7 +105,7 @@ def test_json_holds_the_old_runs_numbers_and_paired_tests(runs, tmp_path):
     assert teachers[0]["mae_mean"] == teachers[1]["mae_mean"]
 
 
-def test_a_baseline_group_is_paired_on_seed_and_user(runs, tmp_path):
+def test_a_baseline_group_is_averaged_over_seeds_then_paired_on_user(runs, tmp_path):
     root, metrics = runs
     document = json.loads(compare(str(root), "--format", "json", "--baseline", "distill.name=hybrid",
                                   "--split", "valid", cwd=tmp_path))
@@ -118,12 +120,9 @@ def test_a_baseline_group_is_paired_on_seed_and_user(runs, tmp_path):
     for metric in METRICS:
         sides = []
         for distill in ("kl", "hybrid"):
-            parts = []
-            for job, (d, seed) in JOBS.items():
-                if d == distill:
-                    parts.append(per_user(root, job, "student_kd", metric).assign(seed=seed))
-            sides.append(pd.concat(parts, ignore_index=True))
-        joined = sides[0].merge(sides[1], on=["seed", "user"], suffixes=("", "_baseline"))
+            parts = [per_user(root, job, "student_kd", metric) for job, (d, _) in JOBS.items() if d == distill]
+            sides.append(pd.concat(parts, ignore_index=True).groupby("user", as_index=False).mean())
+        joined = sides[0].merge(sides[1], on="user", suffixes=("", "_baseline"))  # one pair per user
         check_tests(kd, metric, joined[metric].to_numpy(float), joined[f"{metric}_baseline"].to_numpy(float))
     teacher = groups[("kl", "teacher")]  # the same teacher in both groups: nothing to tell apart
     assert teacher["mae_diff"] == 0.0 and teacher["mae_p_ttest"] == 1.0 and teacher["mae_p_wilcoxon"] == 1.0
@@ -132,8 +131,9 @@ def test_a_baseline_group_is_paired_on_seed_and_user(runs, tmp_path):
 def test_markdown_table_shows_the_old_runs(runs, tmp_path):
     root, metrics = runs
     lines = compare(str(root), "--format", "markdown", cwd=tmp_path).splitlines()
-    assert lines[0].startswith("| distill.name | role | accuracy | mae | rmse | params | latency ms | n | baseline "
-                               "| Δ accuracy | p t-test accuracy | p Wilcoxon accuracy |")
+    assert lines[0].startswith("| distill.name | role | accuracy | mae | rmse | params | latency ms | n | teacher seeds "
+                               "| baseline | pairs (users) accuracy | Δ accuracy | 95% CI accuracy | p t-test accuracy "
+                               "| p Wilcoxon accuracy | p Holm accuracy (over 2 rows) |")
     assert len(lines) == 2 + 6
     for line in lines[2:]:
         cells = [cell.strip().strip("*") for cell in line.strip("|").split("|")]
@@ -142,11 +142,12 @@ def test_markdown_table_shows_the_old_runs(runs, tmp_path):
             numbers = values(metrics, distill, role, metric)
             assert cells[position] == f"{numbers.mean():.4f} ± {numbers.std(ddof=1):.4f}", (line, metric)
         params = metrics[next(j for j, (d, _) in JOBS.items() if d == distill)][role]["efficiency"]["params"]
-        assert cells[5] == f"{params:,}" and cells[7] == "2"
+        assert cells[5] == f"{params:,}" and cells[7] == "2" and cells[8] == "1"  # 2 runs, 1 teacher
         if role == "student_kd":
             candidate, baseline = student_pairs(root, distill, "mae")
-            assert cells[8] == "student (same runs)"
-            assert cells[12] == f"{(candidate - baseline).mean():+.4f}"  # Δ mae
-            assert cells[13] == f"{stats.ttest_rel(candidate, baseline).pvalue:.3g}"
+            assert cells[9] == "student (same runs)"
+            assert cells[16] == str(len(candidate))  # pairs (users) mae
+            assert cells[17] == f"{(candidate - baseline).mean():+.4f}"  # Δ mae
+            assert cells[19] == f"{stats.ttest_rel(candidate, baseline).pvalue:.3g}"
         else:
-            assert cells[8:] == [""] * 10
+            assert cells[9:] == [""] * 19
