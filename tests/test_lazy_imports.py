@@ -82,6 +82,9 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("recdistill/data/readers/registry.py", DYNAMIC): "discovers the reader modules of its own package",
     ("recdistill/distill/registry.py", DYNAMIC): "discovers the strategy modules of recdistill.distill.strategies",
     ("recdistill/evaluation/metrics/catalogue.py", DYNAMIC): "discovers the metric modules of its own package",
+    # serving
+    ("recdistill/serving/onnx_scorer.py", "onnxruntime"): "the optional `export` extra: recommending from a run "
+                                                          "folder (the checkpoint) works without onnxruntime",
     # utils
     ("recdistill/utils/atomic.py", "torch"): "only torch_save needs torch; cli and reporting use this module "
                                              "and must not load torch",
