@@ -1,4 +1,4 @@
-"""`recdistill train|data|compare`: the command line. `train` hands its arguments to Hydra."""
+"""`recdistill train|data|compare|export|recommend`: the command line. `train` hands its arguments to Hydra."""
 
 from __future__ import annotations
 
@@ -28,6 +28,11 @@ commands:
   data info dataset=NAME [dataset.KEY=VALUE... split=given split.train=FILE ...]
                             the same, with the overrides `train` takes (e.g. your own files)
   compare PATH...           one table of every metrics.json found below the paths
+  export RUN_DIR [--role student_kd] [--out DIR] [--cache-dir DIR]
+                            one self-contained ONNX folder of a run's model (extra `export`), checked with onnxruntime
+  recommend RUN_DIR_OR_EXPORT (--user RAW_ID | --history RAW_ID,RAW_ID,... | --users FILE --out FILE.parquet)
+            [-k 10] [--format table|json|csv] [--include-seen] [--role ROLE]
+                            top-K items for a known user, a new user's history, or a batch of users
 """
 
 
@@ -246,10 +251,64 @@ def compare_command(args: list[str]) -> None:
     compare_main(args)
 
 
+def export_command(args: list[str]) -> None:
+    """`export RUN_DIR [--role ROLE] [--out DIR] [--cache-dir DIR]`: one role of a finished run as a
+    self-contained folder (ONNX graphs, raw id maps, titles, histories, manifest), checked with onnxruntime."""
+    from recdistill.serving.export import export_run
+
+    parser = argparse.ArgumentParser(prog="recdistill export", description=export_command.__doc__)
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by `recdistill train`")
+    parser.add_argument("--role", default="student_kd", help="teacher, student or student_kd (default)")
+    parser.add_argument("--out", help="export folder (default RUN_DIR/export/ROLE); an earlier export is replaced")
+    parser.add_argument("--cache-dir", help="the model cache holding teacher and student (default: the run's)")
+    options = parser.parse_args(args)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    print(export_run(options.run_dir, options.role, options.out, options.cache_dir))
+
+
+def recommend_command(args: list[str]) -> None:
+    """`recommend RUN_DIR_OR_EXPORT --user RAW_ID | --history RAW_ID,... | --users FILE --out FILE.parquet`:
+    top-K items from an export folder (onnxruntime) or a run folder (its checkpoint); the user's
+    history (train + valid + test, or the given one) is excluded unless --include-seen."""
+    from recdistill.serving.present import FORMATS, read_users, render, write_batch
+    from recdistill.serving.recommend import Recommender
+
+    parser = argparse.ArgumentParser(prog="recdistill recommend", description=recommend_command.__doc__)
+    parser.add_argument("source", metavar="RUN_DIR_OR_EXPORT", help="an export folder or a run folder")
+    who = parser.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", help="raw id of a known user, exactly as in the data")
+    who.add_argument("--history", help="raw item ids of a new user, oldest first, comma-separated")
+    who.add_argument("--users", metavar="FILE", help="known users: one id per line, or parquet/CSV with a user column")
+    parser.add_argument("-k", type=int, default=10, help="list length (default 10)")
+    parser.add_argument("--format", default="table", choices=FORMATS, help="single lists: table (default), json, csv")
+    parser.add_argument("--out", help="with --users: the parquet file to write (user, rank, item, title, score)")
+    parser.add_argument("--include-seen", action="store_true", help="allow items the user already has")
+    parser.add_argument("--role", help="run folders: teacher, student or student_kd (default)")
+    parser.add_argument("--cache-dir", help="run folders: the model cache holding teacher and student")
+    options = parser.parse_args(args)
+    if options.users is not None and options.out is None:
+        parser.error("--users writes a parquet file: give --out FILE.parquet")
+    if options.users is None and options.out is not None:
+        parser.error("--out goes with --users; single lists print to stdout (--format)")
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    recommender = Recommender.open(options.source, options.role, options.cache_dir)
+    exclude_seen = not options.include_seen
+    if options.users is not None:
+        frame = recommender.recommend_users(read_users(options.users), options.k, exclude_seen)
+        print(f"{frame['user'].nunique()} users, {len(frame)} rows -> {write_batch(frame, options.out)}")
+        return
+    history = None if options.history is None else options.history.split(",")
+    text = render(recommender.recommend(options.user, history=history, k=options.k, exclude_seen=exclude_seen),
+                  recommender, options.format)
+    if text is not None:
+        print(text, end="" if text.endswith("\n") else "\n")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `recdistill` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"train": train_command, "data": data_command, "compare": compare_command}
+    commands = {"train": train_command, "data": data_command, "compare": compare_command, "export": export_command,
+                "recommend": recommend_command}
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         print(USAGE, file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
         raise SystemExit(0 if not argv or argv[0] in ("-h", "--help") else 2)

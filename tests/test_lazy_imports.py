@@ -64,6 +64,12 @@ ALLOWED: dict[tuple[str, str], str] = {
                                                                "omegaconf for `--help`",
     ("recdistill/cli.py", "recdistill.reporting.compare"): "`compare` only; at the top it would load pandas and "
                                                            "scipy for `--help`",
+    ("recdistill/cli.py", "recdistill.serving.export"): f"`export` only; at the top it would load torch; {_HELP} "
+                                                        "torch",
+    ("recdistill/cli.py", "recdistill.serving.recommend"): "`recommend` only; at the top it would load torch; "
+                                                           f"{_HELP} torch",
+    ("recdistill/cli.py", "recdistill.serving.present"): "`recommend` only; at the top it would load pandas and "
+                                                         f"torch; {_HELP} torch",
     # data
     ("recdistill/data/text_embeddings.py", "sentence_transformers"): "the text encoder (transformers, seconds) is "
                                                                      "loaded only when a model reads item text",
