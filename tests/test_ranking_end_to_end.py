@@ -109,3 +109,11 @@ def test_an_interrupted_ranking_run_resumes_to_the_same_metrics(tmp_path, monkey
     restore_saving()
     resumed = run(cfg, tmp_path / "cut")
     assert comparable(resumed) == comparable(full)
+
+
+def test_a_teacher_only_run_of_a_learnable_strategy_extracts_nothing(tmp_path):
+    # students=false: HTD's group assignment (sized by the student) is never built, no knowledge is saved.
+    cfg = compose_ranking(tmp_path / "cache", "students=false", "distill=htd")
+    metrics = run(cfg, tmp_path / "run")
+    assert set(metrics) >= {"run", "teacher"} and "student_kd" not in metrics
+    assert not (tmp_path / "run" / "knowledge").exists()

@@ -58,10 +58,11 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                           device, run_dir)
     with timed(seconds, "pretrain"):
         teacher, teacher_info = pretrain_teacher(task, ctx)
-    with timed(seconds, "extract"):
-        knowledge = extract_knowledge(task, teacher, teacher_info["key"], objective, data, run_dir)
-        torch.manual_seed(cfg.seed)  # learnable strategy parts start the same whether or not the teacher was cached
-        objective.setup(knowledge, task.hidden_dim(cfg.student, data) if cfg.students else 0)
+    if cfg.students:  # with students=false nothing is distilled: no knowledge to extract
+        with timed(seconds, "extract"):
+            knowledge = extract_knowledge(task, teacher, teacher_info["key"], objective, data, run_dir)
+            torch.manual_seed(cfg.seed)  # learnable strategy parts start the same whether or not the teacher was cached
+            objective.setup(knowledge, task.hidden_dim(cfg.student, data))
     models: dict[str, Trained] = {"teacher": (teacher, teacher_info)}
     with timed(seconds, "distill"):
         if cfg.students and cfg.train_student_alone:
