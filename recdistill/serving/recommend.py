@@ -5,6 +5,7 @@
     recommender.recommend(user="42", k=10)                             # a known user, seen items excluded
     recommender.recommend(history=["1", "7", "19"], k=10)              # a user the model never saw
     recommender.recommend_users(["42", "7"], k=10)                     # a batch, as one long table
+    recommender.rank_users(np.array([0, 1]), k=10)                     # (items, scores) arrays of internal ids
 
 Both sources give the same lists: the same catalog (raw ids, histories of train + valid + test, tie
 seed), the same inputs, the same top-K function (`recdistill.serving.topk`); only the scores come
@@ -145,6 +146,14 @@ class Recommender:
                                [float(v) for v in values[0][keep]], self.catalog.titles(ranked[0][keep]),
                                None if history is None else [str(h) for h in history])
 
+    def rank_users(self, users: np.ndarray, k: int, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """(items, scores), each (B, k), of known `users` (B,) (internal ids): one scorer call and one
+        top-k over the whole batch, no loop per user; item -1 and score -inf pad a short list."""
+        scores = self.known_user_scores(users)  # (B, I)
+        if exclude_seen:
+            scores = mask_seen(scores, *self.catalog.seen(users))
+        return top_items(scores, k, users, self.catalog.ties)
+
     def recommend_users(self, users: Sequence[str], k: int = 10, exclude_seen: bool = True,
                         batch_size: int = BATCH_SIZE) -> pd.DataFrame:
         """Top-k lists of known `users` (raw ids) as one table: user, rank, item, (title,) score;
@@ -154,10 +163,7 @@ class Recommender:
         frames = []
         for start in range(0, len(index), batch_size):
             batch = index[start:start + batch_size]
-            scores = self.known_user_scores(batch)
-            if exclude_seen:
-                scores = mask_seen(scores, *self.catalog.seen(batch))
-            ranked, values = top_items(scores, k, batch, self.catalog.ties)  # (B, k) each
+            ranked, values = self.rank_users(batch, k, exclude_seen)  # (B, k) each
             keep = ranked >= 0
             row = np.nonzero(keep)[0]
             frame = {"user": self.catalog.user_ids[batch[row]].astype(str),
