@@ -1,4 +1,4 @@
-"""`recdistill train|data|compare|export|recommend`: the command line. `train` hands its arguments to Hydra."""
+"""`recdistill train|data|compare|export|recommend|serve`: the command line. `train` hands its arguments to Hydra."""
 
 from __future__ import annotations
 
@@ -33,6 +33,9 @@ commands:
   recommend RUN_DIR_OR_EXPORT (--user RAW_ID | --history RAW_ID,RAW_ID,... | --users FILE --out FILE.parquet)
             [-k 10] [--format table|json|csv] [--include-seen] [--role ROLE]
                             top-K items for a known user, a new user's history, or a batch of users
+  serve RUN_DIR_OR_EXPORT [--host 127.0.0.1] [--port 8000] [--role ROLE] [--cache-dir DIR] [--threads N]
+                            an HTTP API (extra `serve`): GET /recommend?user=RAW_ID&k=10, POST /recommend
+                            {"history": [RAW_ID, ...], "k": 10}, GET /health
 """
 
 
@@ -304,11 +307,30 @@ def recommend_command(args: list[str]) -> None:
         print(text, end="" if text.endswith("\n") else "\n")
 
 
+def serve_command(args: list[str]) -> None:
+    """`serve RUN_DIR_OR_EXPORT [--host H] [--port P] [--role ROLE] [--cache-dir DIR] [--threads N]`: open the
+    model once, then answer GET /recommend?user=RAW_ID&k=10, POST /recommend {"history": [...], "k": 10} and
+    GET /health until stopped (Ctrl-C)."""
+    from recdistill.serving.http import serve
+
+    parser = argparse.ArgumentParser(prog="recdistill serve", description=serve_command.__doc__)
+    parser.add_argument("source", metavar="RUN_DIR_OR_EXPORT", help="an export folder (onnxruntime) or a run folder")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine "
+                                                            "only; 0.0.0.0 for every interface)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    parser.add_argument("--role", help="run folders: teacher, student or student_kd (default)")
+    parser.add_argument("--cache-dir", help="run folders: the model cache holding teacher and student")
+    parser.add_argument("--threads", type=int, help="CPU threads for scoring (onnxruntime and torch; default: theirs)")
+    options = parser.parse_args(args)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    serve(options.source, options.host, options.port, options.role, options.cache_dir, options.threads)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `recdistill` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     commands = {"train": train_command, "data": data_command, "compare": compare_command, "export": export_command,
-                "recommend": recommend_command}
+                "recommend": recommend_command, "serve": serve_command}
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         print(USAGE, file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
         raise SystemExit(0 if not argv or argv[0] in ("-h", "--help") else 2)

@@ -68,6 +68,8 @@ ALLOWED: dict[tuple[str, str], str] = {
                                                         "torch",
     ("recdistill/cli.py", "recdistill.serving.recommend"): "`recommend` only; at the top it would load torch; "
                                                            f"{_HELP} torch",
+    ("recdistill/cli.py", "recdistill.serving.http"): "`serve` only; at the top it would load torch, fastapi and "
+                                                      f"uvicorn (the optional `serve` extra); {_HELP} torch",
     ("recdistill/cli.py", "recdistill.serving.present"): "`recommend` only; at the top it would load pandas and "
                                                          f"torch; {_HELP} torch",
     # data

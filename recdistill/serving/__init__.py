@@ -20,6 +20,7 @@ Modules, one job each:
     export        `export_run`: write, check and move an export folder into place
     recommend     `Recommender` and `Recommendations`
     present       rich table / JSON / CSV output and batch files of `recdistill recommend`
+    http          `recdistill serve`: the HTTP API (FastAPI + uvicorn, the `serve` extra; imported on demand)
 
 Errors: unknown raw ids raise `catalog.UnknownIdError` (a ConfigError; `.kind` and `.ids` name
 them), a failed export check `onnx_check.ExportCheckError`, a missing checkpoint a DataError;
