@@ -11,14 +11,16 @@ For each run folder, role and backend (every role opened once, the same users fo
   max_length (50) history items: only users with at least that many are sampled (all users when
   none has). `score p50` is the scorer call alone (the model), without masking and top-k;
 - throughput in users/s at batch 1, 64 and 1024 (`--batches`) of `Recommender.rank_users`: one scorer
-  call and one top-k for the whole batch (no loop per user), repeated for at least `--seconds`;
+  call and one top-k for the whole batch (no loop per user), batch size / median time of a call,
+  repeated for at least `--seconds`;
   `model users/s` is the scorer call alone at the largest batch (masking and top-k over the whole
   catalogue cost the same for every model, and bound a matrix factorisation's end-to-end speed-up).
 The ONNX backend reads RUN_DIR/export/ROLE when it holds an export of that role, else exports there
 (or under `--export-dir`), which checks the export against the checkpoint first. Roles whose
 checkpoint is gone (a cleaned model cache) or that have no ONNX form are reported and skipped.
 Prints a markdown table and the issue's targets (student p50 under 1 ms; student throughput at batch
-1024 at least 10x the teacher's) and writes every figure to `--out` as JSON.
+1024 at least 10x the teacher's) and writes every figure to `--out` as JSON, with the machine's load
+average before and after: other processes on the cores make every figure slower and noisier.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import platform
 import time
 from collections.abc import Callable
@@ -67,14 +70,16 @@ def timed_calls(call: Callable[[Any], Any], inputs: list[Any], warmup: int = 5) 
 
 def users_per_second(call: Callable[[np.ndarray], Any], batches: list[np.ndarray], seconds: float,
                      min_calls: int = 3) -> float:
-    """Users scored per second by `call(batch)`, cycling over `batches` (same size) for at least
-    `seconds` and `min_calls` calls, after one untimed call."""
+    """Users per second of `call(batch)`: batch size / the median time of one call, cycling over
+    `batches` (same size) for at least `seconds` and `min_calls` calls after one untimed call. The
+    median, not the mean, so that calls the OS preempts for other processes do not set the figure."""
     call(batches[0])
-    calls, start = 0, time.perf_counter()
-    while calls < min_calls or time.perf_counter() - start < seconds:
-        call(batches[calls % len(batches)])
-        calls += 1
-    return calls * len(batches[0]) / (time.perf_counter() - start)
+    times, start = [], time.perf_counter()
+    while len(times) < min_calls or time.perf_counter() - start < seconds:
+        began = time.perf_counter()
+        call(batches[len(times) % len(batches)])
+        times.append(time.perf_counter() - began)
+    return len(batches[0]) / float(np.median(times))
 
 
 def open_export(run_dir: Path, role: str, export_dir: Path | None, cache_dir: str | None) -> Path:
@@ -223,6 +228,7 @@ def main() -> None:
     torch.set_num_threads(1)  # one CPU thread: torch here, onnxruntime through Recommender.open(threads=1)
     torch.set_num_interop_threads(1)
 
+    load_before = os.getloadavg()  # other processes on the machine make every figure slower
     results, skipped = [], []
     for run_dir in options.runs:
         console.print(f"[bold]{run_dir}")
@@ -232,7 +238,9 @@ def main() -> None:
     checks = targets(results, max(options.batches))
     report = {"settings": {"threads": 1, "k": options.k, "batches": options.batches, "requests": options.requests,
                            "min_seconds": options.seconds, "seed": options.seed, "cpu": platform.processor()
-                           or platform.machine(), "versions": versions()},
+                           or platform.machine(), "cpu_count": os.cpu_count(),
+                           "load_average_1min": {"before": load_before[0], "after": os.getloadavg()[0]},
+                           "versions": versions()},
               "results": results, "targets": checks, "skipped": skipped}
     options.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(markdown(results, options.batches))
@@ -244,7 +252,8 @@ def main() -> None:
               f"({'meets' if check['p50_under_1ms'] else 'misses'} < 1 ms){speed}")
     for miss in skipped:
         print(f"skipped {Path(miss['run']).name} {miss['role']} {miss.get('backend', '')}: {miss['reason']}")
-    print(f"wrote {options.out}")
+    print(f"{os.cpu_count()} CPUs, load average (1 min) {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after; "
+          f"wrote {options.out}")
 
 
 if __name__ == "__main__":
