@@ -4,7 +4,8 @@ Each group (distill, trainer, transfer) is typed by its component's dataclass;
 teacher and student are typed per model: every model's Config is stored as `model_schema/<name>`
 and each model YAML starts from it (`defaults: [/model_schema/<name>@_here_, _self_]`); the dataset
 likewise per reader: `dataset_schema/<name>` (`defaults: [/dataset_schema/<name>@_here_, _self_]`);
-the split per kind: `split_schema/<kind>`; the evaluator per task: `evaluator_schema/<name>`.
+the split per kind: `split_schema/<kind>`; the evaluator per task: `evaluator_schema/<name>`;
+the logger (experiment tracking) by `LoggerConfig`, defined here because its tracker lives in `run`.
 Stages read the split and evaluator as dataclasses: `to_split_config`, `to_evaluator_config`.
 `check_run_config(cfg)` checks a composed run before anything runs: the value domains the schemas
 declare (`recdistill.utils.config_checks`), choices, distillation terms and the device.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
+from importlib.util import find_spec
 from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -24,7 +26,7 @@ from recdistill.data.readers.registry import dataset_config, dataset_readers
 from recdistill.data.split_config import SPLIT_SCHEMAS, to_split_config
 from recdistill.distill.config import DistillConfig
 from recdistill.distill.objective import check_distill_config
-from recdistill.errors import ConfigError
+from recdistill.errors import ConfigError, DependencyError
 from recdistill.evaluation.metrics import higher_is_better
 from recdistill.evaluation.config import EVALUATOR_SCHEMAS, check_evaluator_config, to_evaluator_config
 from recdistill.models.registry import get_model_class, model_classes
@@ -33,6 +35,27 @@ from recdistill.training.config import TrainerConfig
 from recdistill.transfer.config import TransferConfig, check_transfer_config
 from recdistill.utils.config_checks import bounded, find_violations, raise_violations
 from recdistill.utils.runinfo import resolve_device
+
+
+#: The trackers of the `logger` group, each with the package it needs (installed by the `track` extra).
+TRACKERS = {"none": None, "tensorboard": "tensorboard", "mlflow": "mlflow"}
+
+
+@dataclass
+class LoggerConfig:
+    """Experiment tracking (`recdistill.run.tracking`): per-epoch losses and validation metrics per role,
+    final metrics, the resolved config as parameters; results never depend on it."""
+
+    name: str = bounded("none", choices=tuple(TRACKERS))  # none | tensorboard | mlflow
+    tracking_uri: Optional[str] = None  # mlflow: null = a local file store, outputs/mlruns of the working directory
+    experiment: Optional[str] = None  # mlflow: the experiment runs are grouped under; null = experiment_name
+
+
+def check_logger_config(logger: LoggerConfig) -> None:
+    """DependencyError when the chosen tracker's package is not installed (found without importing it)."""
+    package = TRACKERS.get(logger.name)
+    if package is not None and find_spec(package) is None:
+        raise DependencyError(f"logger={logger.name} needs the {package} package: pip install 'recdistill[track]'")
 
 
 @dataclass
@@ -57,6 +80,7 @@ class RunConfig:
     evaluator: Any = None  # typed by its task's schema (evaluator_schema/<name>)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     transfer: TransferConfig = field(default_factory=TransferConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)  # none | tensorboard | mlflow: experiment tracking
 
 
 def register_schemas() -> None:
@@ -78,7 +102,8 @@ def check_run_config(cfg: DictConfig | RunConfig) -> RunConfig:
 
     Every value outside the domain its schema declares is one line `<key>=<value> must be <range>`
     of a single message; then the task, the split kind, the evaluator's and transfer's choices, the
-    distillation terms (keys, types, domains) and the device (known, and present on this machine)."""
+    distillation terms (keys, types, domains), the device (known, and present on this machine) and the
+    logger's package."""
     run = cfg if isinstance(cfg, RunConfig) else _typed(cfg)
     if not isinstance(cfg, RunConfig):
         _check_known_keys(OmegaConf.to_container(cfg, resolve=True), run)
@@ -91,6 +116,7 @@ def check_run_config(cfg: DictConfig | RunConfig) -> RunConfig:
     check_transfer_config(run.transfer)
     check_distill_config(run.distill, task=run.task)
     resolve_device(run.device)
+    check_logger_config(run.logger)
     return run
 
 

@@ -93,6 +93,13 @@ ALLOWED: dict[tuple[str, str], str] = {
     # serving
     ("recdistill/serving/onnx_scorer.py", "onnxruntime"): "the optional `export` extra: recommending from a run "
                                                           "folder (the checkpoint) works without onnxruntime",
+    # run: experiment tracking, only the tracker that logger= chooses (the optional `track` extra)
+    ("recdistill/run/tracking.py", "torch.utils.tensorboard"): "logger=tensorboard only; loads the tensorboard "
+                                                               "package, which runs without it need not have",
+    ("recdistill/run/tracking.py", "mlflow.entities"): "logger=mlflow only; MLflow takes seconds to import and "
+                                                       "runs without it need not have it",
+    ("recdistill/run/tracking.py", "mlflow.tracking"): "logger=mlflow only; MLflow takes seconds to import and "
+                                                       "runs without it need not have it",
     # utils
     ("recdistill/utils/atomic.py", "torch"): "only torch_save needs torch; cli and reporting use this module "
                                              "and must not load torch",

@@ -25,7 +25,9 @@ from recdistill.models.checkpoint import load_model, save_model
 from recdistill.reporting.run_report import write_run_report
 from recdistill.run.cache import ModelCache, role_seed
 from recdistill.run.record import add_training_summary, claim_run_dir, run_info, write_results
+from recdistill.run.tracking import tracking
 from recdistill.tasks.base import Task, TaskData, get_task, no_distillation
+from recdistill.training.loop import observing_epochs
 from recdistill.transfer.protocols import TransferContext
 from recdistill.utils.runinfo import resolve_device
 
@@ -44,40 +46,45 @@ def timed(stage_seconds: dict[str, float], stage: str) -> Iterator[None]:
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Run the whole study for one config; returns the metrics dict also written to metrics.json."""
     started, seconds = time.time(), {}
-    check_run_config(cfg)  # every value in range, before anything is built
+    logger = check_run_config(cfg).logger  # every value in range, before anything is built
     device = resolve_device(cfg.device)
     task = get_task(cfg, device)
     claim_run_dir(cfg, run_dir)
     log.info("run folder %s, device %s, seed %d, task %s", run_dir, device, cfg.seed, task.name)
-    with timed(seconds, "data"):
-        data = task.prepare(run_dir)
-        objective = build_objective(cfg.distill, task=task.name)
-        task.check_plan(objective, data)
-    cache = ModelCache(cfg, task.cache_dir, data.split_key, device, after_load=lambda m: task.after_load(m, data))
-    ctx = TransferContext(cfg, data, cache, lambda model_cfg, seed: task.new_model(model_cfg, data, seed),
-                          device, run_dir)
-    with timed(seconds, "pretrain"):
-        teacher, teacher_info = pretrain_teacher(task, ctx)
-    if cfg.students:  # with students=false nothing is distilled: no knowledge to extract
-        with timed(seconds, "extract"):
-            knowledge = extract_knowledge(task, teacher, teacher_info["key"], objective, data, run_dir)
-            torch.manual_seed(cfg.seed)  # learnable strategy parts start the same whether or not the teacher was cached
-            objective.setup(knowledge, task.hidden_dim(cfg.student, data))
-    models: dict[str, Trained] = {"teacher": (teacher, teacher_info)}
-    with timed(seconds, "distill"):
-        if cfg.students and cfg.train_student_alone:
-            models["student"] = cache.get_or_fit("student", lambda key: fit_alone(task, "student", data, run_dir, key))
-        if cfg.students:
-            models["student_kd"] = distill_student(task, objective, data, run_dir)
-    models.update(task.baselines(data))
-    with timed(seconds, "evaluate"):
-        results = {role: task.evaluate(role, model, data) for role, (model, _) in models.items()}
-        for role, (_, info) in models.items():
-            add_training_summary(results[role], role, info)
-    protocol = {**task.protocol(), "data": task.data_protocol()}
-    info = run_info(cfg, device, models, data.split_key, protocol, seconds, started, data.data.fingerprint)
-    metrics = write_results(run_dir, info, results)
-    write_run_report(run_dir)
+    # logger=tensorboard|mlflow: every training epoch, then the final metrics once the files are written
+    with tracking(logger, cfg, run_dir) as tracker, observing_epochs(tracker.epoch):
+        with timed(seconds, "data"):
+            data = task.prepare(run_dir)
+            objective = build_objective(cfg.distill, task=task.name)
+            task.check_plan(objective, data)
+        cache = ModelCache(cfg, task.cache_dir, data.split_key, device, after_load=lambda m: task.after_load(m, data))
+        ctx = TransferContext(cfg, data, cache, lambda model_cfg, seed: task.new_model(model_cfg, data, seed),
+                              device, run_dir)
+        with timed(seconds, "pretrain"):
+            teacher, teacher_info = pretrain_teacher(task, ctx)
+        if cfg.students:  # with students=false nothing is distilled: no knowledge to extract
+            with timed(seconds, "extract"):
+                knowledge = extract_knowledge(task, teacher, teacher_info["key"], objective, data, run_dir)
+                # learnable strategy parts start the same whether or not the teacher was cached
+                torch.manual_seed(cfg.seed)
+                objective.setup(knowledge, task.hidden_dim(cfg.student, data))
+        models: dict[str, Trained] = {"teacher": (teacher, teacher_info)}
+        with timed(seconds, "distill"):
+            if cfg.students and cfg.train_student_alone:
+                models["student"] = cache.get_or_fit("student",
+                                                     lambda key: fit_alone(task, "student", data, run_dir, key))
+            if cfg.students:
+                models["student_kd"] = distill_student(task, objective, data, run_dir)
+        models.update(task.baselines(data))
+        with timed(seconds, "evaluate"):
+            results = {role: task.evaluate(role, model, data) for role, (model, _) in models.items()}
+            for role, (_, info) in models.items():
+                add_training_summary(results[role], role, info)
+        protocol = {**task.protocol(), "data": task.data_protocol()}
+        info = run_info(cfg, device, models, data.split_key, protocol, seconds, started, data.data.fingerprint)
+        metrics = write_results(run_dir, info, results)
+        write_run_report(run_dir)
+        tracker.finish(metrics)
     return metrics
 
 

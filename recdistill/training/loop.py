@@ -3,6 +3,8 @@
 After each epoch the loop validates, tracks the best epoch, and atomically writes a checkpoint
 holding everything needed to continue (weights, optimiser, strategy parameters, RNG state, history),
 so an interrupted run resumes where it stopped and ends with the metrics it would have had.
+Each finished epoch's history row also goes to an `EpochObserver`, if one is given or installed with
+`observing_epochs` (experiment tracking, which the loop knows only through that protocol).
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import copy
 import logging
 import time
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Protocol
@@ -36,6 +40,27 @@ class TrainingBatches(Protocol):
 
     def batches(self, batch_size: int, device: torch.device, generator: torch.Generator, epoch: int
                 ) -> Iterator[dict[str, torch.Tensor]]: ...
+
+
+class EpochObserver(Protocol):
+    """Told after each epoch: the loop's label (its role) and the epoch's history row (`epoch`,
+    `train_<term>` per loss term, `valid_<metric>` when it validated, `seconds`)."""
+
+    def __call__(self, label: str, row: dict[str, float]) -> None: ...
+
+
+_OBSERVER: ContextVar[EpochObserver | None] = ContextVar("epoch_observer", default=None)
+
+
+@contextmanager
+def observing_epochs(observer: EpochObserver) -> Iterator[None]:
+    """Within the block, every `train` call without its own `on_epoch` reports its epochs to `observer`
+    (the callers of `train`, tasks and transfer, need not pass it along)."""
+    token = _OBSERVER.set(observer)
+    try:
+        yield
+    finally:
+        _OBSERVER.reset(token)
 
 
 def _batch_targets(batch: dict[str, torch.Tensor]) -> int:
@@ -77,6 +102,7 @@ def train(
     checkpoint_dir: Path,
     label: str,
     param_groups: list[dict] | None = None,
+    on_epoch: EpochObserver | None = None,
 ) -> TrainResult:
     """Train `model` on `objective`; resumes from `checkpoint_dir`. With `config.select == "best"`
     the result holds the epoch best on `config.monitor` (stopping after `config.patience` epochs
@@ -85,7 +111,8 @@ def train(
     `train_data` yields the task's training batches; `validate(model)` returns the validation
     metrics (the task's validator), among them `config.monitor`.
     `param_groups` (optimiser groups over the model's trainable parameters, e.g. a lower learning rate
-    for transferred weights) default to one group of every trainable parameter at `config.lr`."""
+    for transferred weights) default to one group of every trainable parameter at `config.lr`.
+    `on_epoch(label, row)` is told each finished epoch (default: the observer of `observing_epochs`)."""
     larger_is_better = higher_is_better(config.monitor, source="trainer.monitor")
     # Denormal floats (e.g. gradients through a Gumbel-softmax at low temperature, and their squares
     # in Adam's state) make CPU arithmetic many times slower; values that small are zero to training.
@@ -94,6 +121,7 @@ def train(
     objective.to(device)
     optimizer, parameters = _optimizer(model, objective, param_groups, config)
     last_path = checkpoint_dir / "last.pt"
+    observer = on_epoch or _OBSERVER.get()
     state = _resume(last_path, model, objective, optimizer, label)
 
     finished = state["bad_epochs"] >= config.patience or state["epoch"] >= config.epochs
@@ -128,6 +156,8 @@ def train(
             torch_save(last_path, {"model": model.state_dict(), "objective": objective.state_dict(),
                                    "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(),
                                    "loop": state})
+            if observer is not None:
+                observer(label, row)
     return TrainResult(best_state=state["best_state"], best_epoch=state["best_epoch"],
                        best_valid=state["best_valid"], history=pd.DataFrame(state["history"]),
                        seconds=state["seconds"])
