@@ -5,6 +5,7 @@ the run nothing but a warning."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from pathlib import Path
@@ -218,6 +219,24 @@ def test_mlflow_takes_an_explicit_tracking_uri_and_experiment(tmp_path: Path) ->
           "trainer.teacher.epochs=1", "trainer.student.epochs=1")
     experiment = MlflowClient(tracking_uri=store.as_uri()).get_experiment_by_name("kd_study")
     assert experiment is not None and not (tmp_path / "outputs").exists()
+
+
+def test_a_resumed_run_folder_continues_its_mlflow_run(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    store, run_dir = (tmp_path / "mlruns").as_uri(), tmp_path / "run"
+    run_dir.mkdir()
+    for overrides, epoch, failed in (([], 1, True), ([f"resume={run_dir}"], 2, False)):  # interrupted, resumed
+        cfg = compose_run(*TINY, "logger=mlflow", f"logger.tracking_uri={store}", *overrides)
+        with pytest.raises(KeyboardInterrupt) if failed else contextlib.nullcontext():
+            with tracking.tracking(check_run_config(cfg).logger, cfg, run_dir) as tracker:
+                tracker.epoch("teacher", {"epoch": epoch, "train_loss": 1.0 / epoch})
+                if failed:
+                    raise KeyboardInterrupt
+    client = MlflowClient(tracking_uri=store)
+    [found] = client.search_runs([client.get_experiment_by_name("synthetic_rank_kd").experiment_id])
+    assert found.info.status == "FINISHED" and "resume" not in found.data.params
+    assert [m.step for m in client.get_metric_history(found.info.run_id, "teacher/train_loss")] == [1, 2]
 
 
 # ---------------------------------------------------------------- failures
