@@ -88,8 +88,9 @@ def completed_metrics(run_dir: Path, cfg: Any) -> dict | None:
         return None
     current = OmegaConf.to_container(cfg, resolve=True)
     saved = metrics.get("run", {}).get("config", {})
-    comparable = lambda config: {k: v for k, v in config.items() if k != "resume"}  # noqa: E731
-    return metrics if comparable(current) == comparable(saved) else None
+    from recdistill.utils.runinfo import run_identity
+
+    return metrics if run_identity(current) == run_identity(saved) else None
 
 
 def train_command(args: list[str]) -> None:

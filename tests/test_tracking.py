@@ -264,3 +264,16 @@ def test_a_tracker_failing_mid_run_is_dropped_after_one_warning(
     assert (run_dir / "metrics.json").exists() and (run_dir / "report.md").exists()
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "logger=tensorboard could not log an epoch (OSError" in warnings[0]
+
+
+def test_the_logger_is_no_part_of_a_runs_identity(tmp_path: Path) -> None:
+    # Tracking a finished run (or resuming one with a tracker) must neither refuse its folder nor train it again.
+    from recdistill.cli import completed_metrics
+    from recdistill.run.record import claim_run_dir
+
+    metrics, run_dir = study(tmp_path)
+    same = (*TINY, f"cache_dir={tmp_path / 'cache'}")
+    tracked = compose_run(*same, "logger=tensorboard")
+    claim_run_dir(tracked, run_dir)  # the same key: no ConfigError
+    assert completed_metrics(run_dir, tracked) == metrics
+    assert completed_metrics(run_dir, compose_run(*same, "seed=1")) is None  # a real change still counts

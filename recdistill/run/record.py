@@ -34,9 +34,7 @@ ROLE_ORDER = ("teacher", "student", "student_kd", "global_mean", "item_mean", "p
 def claim_run_dir(cfg: DictConfig, run_dir: Path) -> None:
     """Mark `run_dir` with this config's key; refuse to continue a folder started with another config,
     whose checkpoints would otherwise be mixed into this run."""
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    resolved.pop("resume", None)
-    key = runinfo.stable_hash(resolved)
+    key = runinfo.stable_hash(runinfo.run_identity(OmegaConf.to_container(cfg, resolve=True)))
     marker = run_dir / "run_key.json"
     if marker.exists():
         previous = json.loads(marker.read_text())["key"]

@@ -73,6 +73,16 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+#: Top-level config keys that never change a run's results: they are no part of its identity (its
+#: folder's key, whether a finished run is skipped); `resume` names where it runs, `logger` where it reports.
+NON_IDENTITY_KEYS = ("resume", "logger")
+
+
+def run_identity(config: dict) -> dict:
+    """The resolved config `config` without the keys that do not change a run's results."""
+    return {k: v for k, v in config.items() if k not in NON_IDENTITY_KEYS}
+
+
 def stable_hash(obj: Any, length: int = 16) -> str:
     """Hex digest of the canonical JSON of `obj` (sorted keys), for cache keys."""
     text = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
