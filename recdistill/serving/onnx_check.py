@@ -1,8 +1,12 @@
 """The check every export passes: onnxruntime against the PyTorch checkpoint on the test users.
 
-Each pass feeds both scorers the same inputs and compares the full-catalogue scores (largest
-absolute difference within `tolerance`) and the top-k lists (identical, seen items excluded, the
-tie rule applied), for every test user:
+Each pass feeds both scorers the same inputs and compares the full-catalogue scores and the top-k
+lists (seen items excluded, the tie rule applied), for every test user. Scores agree within
+`tolerance` relative to the batch's largest score magnitude (absolute where that is below 1): float32
+rounding grows with the scores, and a wide teacher's scores of ~20 differ by a few 1e-5 between two
+correct kernels. Lists agree when they are identical, or differ only by swaps among items whose
+reference scores are within twice that bound of each other (a near tie that rounding may order either
+way; counted in the report as `near_tie_swaps`). Passes:
     sequence      each user's latest max_length history items, then only the latest few (the
                   graph's history length is dynamic: both lengths must agree)
     dot_product   each known user by id; then a vector folded in from the user's latest few items
@@ -61,28 +65,39 @@ def _passes(reference: Scorer, exported: Scorer, catalog: Catalog, max_length: i
 def check_export(reference: Scorer, exported: Scorer, catalog: Catalog, users: np.ndarray, max_length: int,
                  ridge: float, k: int = CHECK_K, tolerance: float = TOLERANCE, batch_size: int = 256
                  ) -> dict:
-    """The check report (per pass: max score difference, users whose lists differ); ExportCheckError
-    when a difference exceeds `tolerance` or a top-k list differs."""
+    """The check report (per pass: max score difference, users whose lists differ beyond a near tie);
+    ExportCheckError when a score difference exceeds the bound or a top-k list differs beyond a near tie
+    (see the module docstring)."""
     report: dict = {"users": "test users (with a test interaction)", "n_users": int(len(users)), "k": k,
                     "tolerance": tolerance, "seen_items_excluded": True, "passes": {}}
     failures = []
     for name, scores in _passes(reference, exported, catalog, max_length, ridge).items():
-        largest, differing = 0.0, []
+        largest, worst, differing, near_ties = 0.0, 0.0, [], 0
         for start in range(0, len(users), batch_size):
             batch = users[start:start + batch_size]
             expected, got = scores(reference, batch), scores(exported, batch)  # (B, I) each
-            largest = max(largest, float(np.abs(expected - got).max()))
+            difference = float(np.abs(expected - got).max())
+            bound = tolerance * max(1.0, float(np.abs(expected).max()))
+            largest, worst = max(largest, difference), max(worst, difference / bound * tolerance)
             row, item = catalog.seen(batch)
             lists = [top_items(mask_seen(s, row, item), k, batch, catalog.ties)[0] for s in (expected, got)]
-            differing += [int(u) for u in batch[(lists[0] != lists[1]).any(1)]]
-        report["passes"][name] = {"max_abs_diff": largest, "lists_identical": not differing,
+            swapped = (lists[0] != lists[1]).any(1)  # (B,)
+            # a swap is a near tie when the reference scores of the two lists agree position by position
+            gap = np.abs(np.take_along_axis(expected, lists[0], 1) - np.take_along_axis(expected, lists[1], 1))
+            near = swapped & (gap.max(1) <= 2 * bound)
+            near_ties += int(near.sum())
+            differing += [int(u) for u in batch[swapped & ~near]]
+        report["passes"][name] = {"max_abs_diff": largest, "max_relative_diff": worst,
+                                  "lists_identical": not differing and not near_ties, "near_tie_swaps": near_ties,
                                   "users_with_different_lists": len(differing)}
-        log.info("check %s: max |onnx - torch| %.2e, top-%d lists %s", name, largest, k,
-                 "identical" if not differing else f"differ for {len(differing)} users")
-        if largest > tolerance or differing:
+        log.info("check %s: max |onnx - torch| %.2e (relative %.2e), top-%d lists %s%s", name, largest, worst, k,
+                 "identical" if not differing else f"differ for {len(differing)} users",
+                 f" ({near_ties} near-tie swaps)" if near_ties else "")
+        if worst > tolerance or differing:
             first = f"; first user {catalog.user_ids[differing[0]]!r}" if differing else ""
-            failures.append(f"{name}: max score difference {largest:.2e} (tolerance {tolerance:.0e}), "
-                            f"{len(differing)} of {len(users)} top-{k} lists differ{first}")
+            failures.append(f"{name}: max score difference {largest:.2e} (relative {worst:.2e}, tolerance "
+                            f"{tolerance:.0e}), {len(differing)} of {len(users)} top-{k} lists differ beyond a near "
+                            f"tie{first}")
     report["max_abs_diff"] = max(p["max_abs_diff"] for p in report["passes"].values())
     if failures:
         raise ExportCheckError("the ONNX export disagrees with the checkpoint: " + "; ".join(failures))
