@@ -141,6 +141,14 @@ def test_distinguishing_keys_keep_names_and_missing_values():
     assert distinguishing_keys(configs) == ["distill.name", "distill.terms.kl.weight"]
 
 
+def test_where_a_run_reports_never_distinguishes_runs():
+    # A run tracked with MLflow and the same run untracked (or from before the logger group) are repetitions.
+    configs = {"a": {"distill.name": "kl", "logger.name": "mlflow", "logger.tracking_uri": "http://x"},
+               "b": {"distill.name": "kl", "logger.name": "none"}, "c": {"distill.name": "kl"},
+               "d": {"distill.name": "none"}}
+    assert distinguishing_keys(configs) == ["distill.name"]
+
+
 def test_paired_tests_agree_with_scipy():
     candidate = np.array([0.71, 0.65, 0.80, 0.77, 0.69, 0.74, 0.62])
     baseline = np.array([0.75, 0.70, 0.79, 0.81, 0.73, 0.74, 0.70])

@@ -26,6 +26,8 @@ ROLE_ORDER = ("teacher", "student", "student_kd", "global_mean", "item_mean", "p
               "oracle_popularity")
 #: Last parts of config keys that never distinguish runs: repetitions, locations, bookkeeping.
 IGNORED_KEYS = frozenset({"seed", "teacher_seed", "experiment_name", "resume", "cache_dir", "device"})
+#: Top-level config groups that never change results (where a run reports: `logger.*`).
+IGNORED_GROUPS = frozenset({"logger"})
 #: Key endings that name a location (`local_dir`, `output_dir`, `checkpoint_path`).
 IGNORED_SUFFIXES = ("dir", "path")
 #: Label of a key that a run's config does not have (e.g. `distill.terms.kl.weight` under `distill=none`).
@@ -85,7 +87,8 @@ def higher_is_better(column: str) -> bool:
 def ignored(key: str) -> bool:
     """Whether a dotted config key is ignored when telling runs apart."""
     parts = key.split(".")
-    return parts[0] == "hydra" or parts[-1] in IGNORED_KEYS or parts[-1].endswith(IGNORED_SUFFIXES)
+    return (parts[0] == "hydra" or parts[0] in IGNORED_GROUPS or parts[-1] in IGNORED_KEYS
+            or parts[-1].endswith(IGNORED_SUFFIXES))
 
 
 def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
