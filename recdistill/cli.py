@@ -19,7 +19,8 @@ USAGE = """usage: recdistill COMMAND [ARGS]
 
 commands:
   train [HYDRA ARGS]        run a distillation study, e.g. `recdistill train +experiment=movielens_kd`
-                            (all Hydra flags work: -m, --cfg job, --help; resume with resume=RUN_DIR)
+                            (all Hydra flags work: -m, --cfg job, --help; resume with resume=RUN_DIR);
+                            one run on N processes: `torchrun --nproc_per_node=N -m recdistill train ...`
   data fetch NAME [KEY=VALUE...]
                             download and verify a dataset into the cache, e.g. `recdistill data fetch ml-100k`
   data info NAME [KEY=VALUE...]
@@ -75,6 +76,23 @@ def _resume_arguments(args: list[str]) -> list[str]:
     return [*saved, f"resume={run_dir}", f"hydra.run.dir={run_dir}"]
 
 
+#: Hydra flags that print something and run no job; under torchrun rank 0 alone runs them.
+INFO_FLAGS = ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion", "-sc")
+
+
+def _quoted(value: str) -> str:
+    """`value` as a quoted Hydra override value (a path with spaces or `=` stays one value)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _follower_overrides(run_dir: str) -> list[str]:
+    """Under torchrun, the overrides of every rank but 0: rank 0's run folder (its name holds the time
+    rank 0's Hydra chose), and nothing that Hydra writes there (no .hydra/ copy, no run.log lines);
+    these ranks log warnings and errors to the console only."""
+    return [f"hydra.run.dir={_quoted(run_dir)}", "hydra.output_subdir=null",
+            f"hydra.job_logging.handlers.file.filename={_quoted(os.devnull)}", "hydra.job_logging.root.level=WARNING"]
+
+
 def completed_metrics(run_dir: Path, cfg: Any) -> dict | None:
     """The run's metrics if `run_dir` already holds complete results for exactly this config."""
     from omegaconf import OmegaConf
@@ -96,7 +114,11 @@ def completed_metrics(run_dir: Path, cfg: Any) -> dict | None:
 def train_command(args: list[str]) -> None:
     """Compose the config with Hydra and run the pipeline for each job. Every configuration error,
     Hydra's (unknown key or option, wrong type, bad override) and recdistill's, leaves as one
-    message with exit code 2; any other crash keeps its traceback."""
+    message with exit code 2; any other crash keeps its traceback.
+
+    Under torchrun (WORLD_SIZE > 1) every process runs this: rank 0 composes the config and fixes the
+    run folder, then broadcasts it; the others compose the same arguments with that folder (see
+    `_follower_overrides`), and all train the one run together (`recdistill.training.distributed`)."""
     import hydra
     from hydra.core.hydra_config import HydraConfig
     from hydra.errors import HydraException
@@ -106,7 +128,15 @@ def train_command(args: list[str]) -> None:
     from recdistill.config_schema import register_schemas
     from recdistill.run import sweep
     from recdistill.run.spine import run
+    from recdistill.training import distributed
 
+    parallel = distributed.active() and not any(a.split("=", 1)[0] in INFO_FLAGS for a in args)
+    if distributed.active() and not parallel and not distributed.is_main():
+        return  # torchrun with --help, --cfg ...: rank 0 prints it
+    if parallel and any(a in ("-m", "--multirun") for a in args):
+        raise RecdistillError("torchrun runs one training job on several processes; a sweep (-m) cannot run "
+                              "under it: start the sweep without torchrun (hydra/launcher=submitit_slurm gives "
+                              "each job its own resources)")
     register_schemas()
     sweep.register_resolver()
     crashes: list[BaseException] = []  # raised inside a job: never a composition error, whatever its type
@@ -115,8 +145,10 @@ def train_command(args: list[str]) -> None:
     def train_job(cfg: DictConfig) -> float | None:
         run_dir = Path(HydraConfig.get().runtime.output_dir)
         in_sweep = HydraConfig.get().mode.name == "MULTIRUN"
+        if parallel and distributed.is_main():
+            distributed.share(str(run_dir))  # the other ranks wait for it before they compose
         try:
-            done = completed_metrics(run_dir, cfg)
+            done = distributed.share(completed_metrics(run_dir, cfg) if distributed.is_main() else None)
             if done is not None:
                 log.info("%s already holds complete results for this config; skipping", run_dir)
             value = objective_value(done if done is not None else run(cfg, run_dir), cfg)
@@ -137,8 +169,15 @@ def train_command(args: list[str]) -> None:
             sweep.record_outcome(run_dir, "done" if done is None else "skipped")
         return value
 
-    Path("outputs").mkdir(exist_ok=True)  # the Optuna sweeper's SQLite study lives there
-    sys.argv = ["recdistill train", *_resume_arguments(args)]
+    arguments = _resume_arguments(args)
+    if parallel:
+        distributed.init()
+    if parallel and not distributed.is_main():
+        run_dir = distributed.share(None)  # rank 0's run folder, once its Hydra has made it
+        arguments = [a for a in arguments if not a.startswith("hydra.run.dir=")] + _follower_overrides(run_dir)
+    else:
+        Path("outputs").mkdir(exist_ok=True)  # the Optuna sweeper's SQLite study lives there
+    sys.argv = ["recdistill train", *arguments]
     full_error = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises its errors instead of printing them and exiting 1
     try:
@@ -152,6 +191,8 @@ def train_command(args: list[str]) -> None:
             os.environ.pop("HYDRA_FULL_ERROR", None)
         else:
             os.environ["HYDRA_FULL_ERROR"] = full_error
+        if parallel:
+            distributed.close()
 
 
 def hydra_error_message(error: Exception) -> str:

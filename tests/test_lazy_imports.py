@@ -70,6 +70,10 @@ ALLOWED: dict[tuple[str, str], str] = {
                                                            f"{_HELP} torch",
     ("recdistill/cli.py", "recdistill.serving.http"): "`serve` only; at the top it would load torch, fastapi and "
                                                       f"uvicorn (the optional `serve` extra); {_HELP} torch",
+    ("recdistill/cli.py", "recdistill.training.distributed"): "`train` only (torchrun: ranks, the run folder "
+                                                               f"broadcast); it loads torch; {_HELP} torch",
+    ("recdistill/cli.py", "recdistill.utils.runinfo"): "`train` only (a finished run's identity); it loads torch; "
+                                                       f"{_HELP} torch",
     ("recdistill/cli.py", "recdistill.serving.present"): "`recommend` only; at the top it would load pandas and "
                                                          f"torch; {_HELP} torch",
     # data

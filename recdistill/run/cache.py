@@ -1,6 +1,7 @@
 """The model cache: every model trained on ground truth alone (the teacher, the student-alone
 baseline, transfer's source model) is trained once per key and then loaded, under a file lock so
-concurrent sweep jobs wait for the one training it.
+concurrent sweep jobs wait for the one training it. Under torchrun, rank 0 alone takes the lock,
+decides whether the entry is usable and writes it; the other ranks follow its decision.
 
 `model_key` is the one key function: a hash of everything that determines such a model.
 """
@@ -8,6 +9,7 @@ concurrent sweep jobs wait for the one training it.
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable
 
@@ -17,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from recdistill.models.checkpoint import load_model, save_model
+from recdistill.training import distributed
 from recdistill.utils.runinfo import stable_hash
 
 log = logging.getLogger(__name__)
@@ -76,18 +79,32 @@ class ModelCache:
         holds what `fit` returned plus `key` and `from_cache`."""
         key = self.key(role, **overrides)
         cached = self.root / f"{role}s" / f"{key}.pt"
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(cached.with_suffix(".lock"))):
-            if cached.exists():
-                log.info("%s %s found in cache %s", role, key, cached)
-                try:
-                    model, extra = load_model(cached, self.device)
-                    if self.after_load is not None:
-                        self.after_load(model)
-                    return model, {**extra, "key": key, "from_cache": True}
-                except (RuntimeError, KeyError, EOFError) as error:  # written by incompatible code: retrain
-                    log.warning("cached %s %s is unusable (%s); training it again", role, cached, error)
+        main = distributed.is_main()  # always, without torchrun
+        if main:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(cached.with_suffix(".lock"))) if main else nullcontext():
+            loaded = self._load(role, key, cached) if main else None
+            if distributed.share(loaded is not None):  # torchrun: the others load what rank 0 found usable
+                loaded = loaded or self._load(role, key, cached)
+                assert loaded is not None, f"rank {distributed.rank()} could not load {cached}, which rank 0 loaded"
+                return loaded
             log.info("training %s %s on ground truth", role, key)
             model, extra = fit(key)
-            save_model(cached, model, extra=extra)  # atomic: a partly written entry is never used
-            return model, {**extra, "key": key, "from_cache": False}
+            if main:
+                save_model(cached, model, extra=extra)  # atomic: a partly written entry is never used
+        distributed.barrier()
+        return model, {**extra, "key": key, "from_cache": False}
+
+    def _load(self, role: str, key: str, cached: Path) -> tuple[nn.Module, dict] | None:
+        """(model, info) from the cache entry `cached`, or None when there is none or it is unusable."""
+        if not cached.exists():
+            return None
+        log.info("%s %s found in cache %s", role, key, cached)
+        try:
+            model, extra = load_model(cached, self.device)
+            if self.after_load is not None:
+                self.after_load(model)
+            return model, {**extra, "key": key, "from_cache": True}
+        except (RuntimeError, KeyError, EOFError) as error:  # written by incompatible code: retrain
+            log.warning("cached %s %s is unusable (%s); training it again", role, cached, error)
+            return None

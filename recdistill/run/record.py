@@ -23,6 +23,7 @@ from rich.table import Table
 from recdistill.errors import ConfigError
 from recdistill.evaluation.result import RoleResult
 from recdistill.reporting.runs import headline_metrics, higher_is_better
+from recdistill.training import distributed
 from recdistill.utils import runinfo
 from recdistill.utils.atomic import write_csv, write_json, write_parquet
 
@@ -53,7 +54,7 @@ def run_info(cfg: DictConfig, device: torch.device, models: dict[str, tuple[Any,
     teacher_info = models["teacher"][1]
     return {
         "experiment": cfg.experiment_name, "task": cfg.task, "seed": cfg.seed, "teacher_seed": cfg.teacher_seed,
-        "device": str(device),
+        "device": str(device), "processes": distributed.world_size(),  # torchrun: data-parallel processes
         "dataset": cfg.dataset.name, "teacher": cfg.teacher.name, "student": cfg.student.name,
         "distill": cfg.distill.name, "loss_formula": models.get("student_kd", (None, {}))[1].get("loss_formula"),
         "teacher_key": teacher_info["key"], "student_key": models.get("student", (None, {}))[1].get("key"),

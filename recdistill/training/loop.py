@@ -5,6 +5,9 @@ holding everything needed to continue (weights, optimiser, strategy parameters, 
 so an interrupted run resumes where it stopped and ends with the metrics it would have had.
 Each finished epoch's history row also goes to an `EpochObserver`, if one is given or installed with
 `observing_epochs` (experiment tracking, which the loop knows only through that protocol).
+Under torchrun (`recdistill.training.distributed`) every rank trains on its slice of each global batch
+through DistributedDataParallel; rank 0 alone validates (its metrics are broadcast, so early stopping
+decides the same everywhere), saves checkpoints and tells the observer.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from recdistill.distill.objective import DistillationObjective
 from recdistill.errors import ConfigError
 from recdistill.evaluation.metrics import higher_is_better
+from recdistill.training import distributed
 from recdistill.training.config import LoopConfig
 from recdistill.utils.atomic import torch_save
 from recdistill.utils.safe_load import load_plain
@@ -123,10 +127,12 @@ def train(
     last_path = checkpoint_dir / "last.pt"
     observer = on_epoch or _OBSERVER.get()
     state = _resume(last_path, model, objective, optimizer, label)
+    step = distributed.data_parallel(model, objective, device) if distributed.active() else None
 
     finished = state["bad_epochs"] >= config.patience or state["epoch"] >= config.epochs
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[status]}"), TimeElapsedColumn(), transient=True) as progress:
+                  TextColumn("{task.fields[status]}"), TimeElapsedColumn(), transient=True,
+                  disable=not distributed.is_main()) as progress:
         task = progress.add_task(label, total=config.epochs * len(train_data),
                                  completed=state["epoch"] * len(train_data),
                                  status="")
@@ -135,9 +141,10 @@ def train(
             started = time.perf_counter()
             sums = _train_epoch(model, objective, optimizer, parameters, train_data, config, device,
                                 torch.Generator().manual_seed(seed * 100_003 + epoch), epoch,
-                                lambda size: progress.advance(task, size))
+                                lambda size: progress.advance(task, size), step, seed)
             validated = epoch % config.validate_every == 0 or epoch == config.epochs
-            valid = validate(model) if validated else {}
+            # validated once, on rank 0; every rank then takes the same early-stopping decisions
+            valid = distributed.share(validate(model) if validated and distributed.is_main() else {})
             if validated and config.monitor not in valid:
                 raise ConfigError(f"trainer monitor {config.monitor!r} is not among the validation metrics "
                                   f"{sorted(valid)}")
@@ -153,6 +160,8 @@ def train(
             else:
                 log.info("%s epoch %d: loss %.4f, %.1fs", label, epoch, row["train_loss"], row["seconds"])
             finished = state["bad_epochs"] >= config.patience or epoch >= config.epochs
+            if not distributed.is_main():
+                continue
             torch_save(last_path, {"model": model.state_dict(), "objective": objective.state_dict(),
                                    "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(),
                                    "loop": state})
@@ -166,12 +175,22 @@ def train(
 def _train_epoch(model: nn.Module, objective: DistillationObjective, optimizer: torch.optim.Optimizer,
                  parameters: list[nn.Parameter], train_data: TrainingBatches, config: LoopConfig,
                  device: torch.device, generator: torch.Generator, epoch: int,
-                 advance: Callable[[int], None]) -> dict[str, float]:
-    """One pass over the training batches; returns each loss term summed over targets."""
+                 advance: Callable[[int], None], step: nn.Module | None = None, seed: int = 0) -> dict[str, float]:
+    """One pass over the training batches; returns each loss term summed over targets.
+
+    With `step` (`distributed.data_parallel`), this rank trains on its slice of each global batch."""
     model.train()
+    if step is not None:  # epoch hooks see rank 0's RNG; then each rank draws its own dropout masks
+        torch.set_rng_state(distributed.share(torch.get_rng_state()))
     objective.on_epoch_start(epoch)
+    if step is not None:
+        torch.manual_seed(distributed.rank_seed(seed, epoch))
     sums: dict[str, float] = {}
     for batch in train_data.batches(config.batch_size, device, generator, epoch):
+        if step is not None:
+            _parallel_step(step, batch, optimizer, parameters, config, sums)
+            advance(_batch_targets(batch))
+            continue
         output = model(batch)
         terms = objective(model.loss(batch, output), output, batch)
         size = _batch_targets(batch)
@@ -183,7 +202,26 @@ def _train_epoch(model: nn.Module, objective: DistillationObjective, optimizer: 
         for name, value in terms.items():
             sums[name] = sums.get(name, 0.0) + float(value.detach()) * size
         advance(size)
-    return sums
+    return sums if step is None else distributed.sum_across(sums)
+
+
+def _parallel_step(step: nn.Module, batch: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer,
+                   parameters: list[nn.Parameter], config: LoopConfig, sums: dict[str, float]) -> None:
+    """One optimiser step of this rank on its slice of the global `batch`. Its loss (a mean over the
+    slice's targets) is weighted by the slice's share of the batch's targets, times the world size that
+    DDP's averaging divides by: the gradients sum to those of the global batch's mean (or sum, with
+    loss_reduction=sum). A slice without targets runs the whole batch at weight 0 (DDP needs every rank)."""
+    size = _batch_targets(batch)
+    part, share = distributed.slice_batch(batch)
+    terms = step(part if share else batch)
+    weight = distributed.world_size() * share / size
+    optimizer.zero_grad(set_to_none=True)
+    (terms["loss"] * (size if config.loss_reduction == "sum" else 1) * weight).backward()
+    if config.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(parameters, config.grad_clip)
+    optimizer.step()
+    for name, value in terms.items():
+        sums[name] = sums.get(name, 0.0) + float(value.detach()) * share
 
 
 def _record_epoch(state: dict, row: dict, valid: dict[str, float], model: nn.Module, monitor: str,

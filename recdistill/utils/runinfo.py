@@ -48,14 +48,21 @@ def git_revision() -> dict[str, Any]:
         return {"commit": "unknown (not a git checkout)", "dirty": None}
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
     """The torch device of `device=name`: `auto` is CUDA when available, else CPU.
 
+    `local_rank` (a process of several that torchrun started on this machine): `auto` and `cuda` are
+    the GPU of that index, cuda:N is refused (every process would take the same GPU).
     Anything but auto, cpu, cuda, cuda:N and mps, or a device this machine lacks, is a ConfigError
     that says so and names the way out."""
     match = _DEVICE.fullmatch(str(name))
     if match is None:
         raise ConfigError(f"device={name!r} must be one of {DEVICE_FORMS}")
+    if local_rank is not None and (name == "cuda" or (name == "auto" and torch.cuda.is_available())):
+        return _local_gpu(local_rank)
+    if local_rank is not None and match["index"] is not None:
+        raise ConfigError(f"device={name!r} under torchrun would put every process on one GPU; use device=auto or "
+                          "device=cuda (each process takes the GPU of its LOCAL_RANK) or device=cpu")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda"):
@@ -71,6 +78,19 @@ def resolve_device(name: str) -> torch.device:
     if name == "mps" and not torch.backends.mps.is_available():
         raise ConfigError(f"device='mps' but MPS (Apple GPU) is not available on this machine; {_FALLBACK}")
     return torch.device(name)
+
+
+def _local_gpu(local_rank: int) -> torch.device:
+    """cuda:`local_rank`, for a process that torchrun started; ConfigError when there is no such GPU."""
+    if not torch.cuda.is_available():
+        build = "" if torch.version.cuda else ", a build without CUDA"
+        raise ConfigError(f"device='cuda' but CUDA is not available on this machine (torch {torch.__version__}"
+                          f"{build}); {_FALLBACK}")
+    count = torch.cuda.device_count()
+    if local_rank >= count:
+        raise ConfigError(f"torchrun started local rank {local_rank}, but this machine has {count} CUDA device(s): "
+                          f"start at most {count} processes per machine (--nproc_per_node={count}) or use device=cpu")
+    return torch.device(f"cuda:{local_rank}")
 
 
 #: Top-level config keys that never change a run's results: they are no part of its identity (its
