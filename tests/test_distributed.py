@@ -277,6 +277,7 @@ def run_until(args: list[str], env: dict, cwd: Path, marker: str, log: list[str]
             process.kill()
 
 
+@pytest.mark.slow  # ~45-75 s of subprocesses: runs in CI's slow pass
 def test_an_interrupted_two_process_run_resumes_to_the_same_metrics(tmp_path):
     three_epochs = ("trainer.student.epochs=3", "trainer.student.patience=3")  # stopped in epoch 2 or 3
     single_process_reference(tmp_path, *RUN, *three_epochs)

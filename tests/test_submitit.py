@@ -43,6 +43,7 @@ def test_slurm_preset_extends_the_plugins_schema_and_the_plugins_own_choices_com
         compose_launcher("hydra/launcher=slurm", "hydra.launcher.partitio=gpu")
 
 
+@pytest.mark.slow  # ~45-75 s of subprocesses: runs in CI's slow pass
 def test_submitit_local_sweep_runs_both_jobs_sharing_one_teacher(tmp_path) -> None:
     sweep = tmp_path / "sweep"
     code, output = finish(launch("-m", *TINY, "distill=kl,hard", *LOCAL, f"hydra.sweep.dir={sweep}",
