@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -70,13 +69,7 @@ def model_name(recommender: Recommender) -> str:
 
 def serving_versions() -> dict[str, str]:
     """Versions of what answers the requests: runinfo's packages, fastapi, uvicorn, onnxruntime."""
-    versions = runinfo.package_versions()
-    for name in _SERVING_PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
+    return runinfo.package_versions(_SERVING_PACKAGES)
 
 
 def health_of(recommender: Recommender) -> dict[str, Any]:

@@ -24,10 +24,11 @@ PACKAGES = ("recdistill", "torch", "hydra-core", "omegaconf", "numpy", "pandas",
             "sentence-transformers", "rich")
 
 
-def package_versions() -> dict[str, str]:
-    """Installed versions of the packages a result depends on (plus Python)."""
+def package_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
+    """Installed versions of the packages a result depends on, plus `extra` ones (and Python);
+    "not installed" for a missing one."""
     versions = {"python": platform.python_version()}
-    for name in PACKAGES:
+    for name in (*PACKAGES, *extra):
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
