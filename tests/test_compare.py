@@ -274,7 +274,7 @@ def test_markdown_output_bolds_the_best_mean(sweep, capsys):
     # p Holm's family: the 3 student_kd rows, each tested against the student alone
     assert lines[0].startswith("| distill.name | role | accuracy | mae | rmse | params | latency ms | n "
                                "| teacher seeds | baseline | pairs (users) accuracy | Δ accuracy | 95% CI accuracy "
-                               "| p t-test accuracy | p Wilcoxon accuracy | p Holm accuracy (over 3 rows) |")
+                               "| p t-test accuracy | p Wilcoxon accuracy | p Holm accuracy (family of 3) |")
     assert lines[1].startswith("| --- |")
     teacher = next(line for line in lines if "| teacher |" in line)
     assert "**0.6100 ± 0.0000**" in teacher  # valid MAE of the teacher (test + 0.01), best of all groups

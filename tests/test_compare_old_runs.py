@@ -133,7 +133,7 @@ def test_markdown_table_shows_the_old_runs(runs, tmp_path):
     lines = compare(str(root), "--format", "markdown", cwd=tmp_path).splitlines()
     assert lines[0].startswith("| distill.name | role | accuracy | mae | rmse | params | latency ms | n | teacher seeds "
                                "| baseline | pairs (users) accuracy | Δ accuracy | 95% CI accuracy | p t-test accuracy "
-                               "| p Wilcoxon accuracy | p Holm accuracy (over 2 rows) |")
+                               "| p Wilcoxon accuracy | p Holm accuracy (family of 2) |")
     assert len(lines) == 2 + 6
     for line in lines[2:]:
         cells = [cell.strip().strip("*") for cell in line.strip("|").split("|")]

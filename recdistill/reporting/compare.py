@@ -171,7 +171,7 @@ def render_markdown(summary: pd.DataFrame, keys: list[str], metrics: list[str]) 
         headers.append("baseline")
         for m in tested:
             headers += [f"{name} {m}" for name in ("pairs (users)", "Δ", "95% CI", "p t-test", "p Wilcoxon")]
-            headers.append(f"p Holm {m} (over {_family(summary, m)} rows)")
+            headers.append(f"p Holm {m} (family of {_family(summary, m)})")
     best = {metric: _best(summary, metric) for metric in [*metrics, *(c for c, _ in costs)]}
     rows = []
     for _, row in summary.iterrows():
