@@ -61,9 +61,11 @@ def student_pairs(root, distill, metric):
     """student_kd against the student of the same run, joined on user per run, then averaged per user over both
     seeds: one pair per user (concatenating the seeds would count every user twice)."""
     parts = [per_user(root, job, "student_kd", metric).merge(per_user(root, job, "student", metric), on="user",
-                                                               suffixes=("", "_baseline"))
-             for job, (d, _) in JOBS.items() if d == distill]
-    joined = pd.concat(parts, ignore_index=True).groupby("user").mean()
+                                                               suffixes=("", "_baseline")).assign(seed=seed)
+             for job, (d, seed) in JOBS.items() if d == distill]
+    # synthetic data is generated per seed (each seed its own split key): user 1 of seed 0 is not user 1 of
+    # seed 1, so users are only averaged within one data set
+    joined = pd.concat(parts, ignore_index=True).groupby(["seed", "user"]).mean()
     return joined[metric].to_numpy(float), joined[f"{metric}_baseline"].to_numpy(float)
 
 
@@ -87,7 +89,8 @@ def test_json_holds_the_old_runs_numbers_and_paired_tests(runs, tmp_path):
     for group in document["groups"]:
         distill, role = group["distill.name"], group["role"]
         jobs = [job for job, (d, _) in JOBS.items() if d == distill]
-        assert group["n"] == 2 and group["seeds"] == [0, 1] and group["teacher_seeds"] == 1  # teacher_seed: 0
+        # teacher_seed is 0 in both, but the data differ per seed: two teachers (two teacher keys)
+        assert group["n"] == 2 and group["seeds"] == [0, 1] and group["teacher_seeds"] == 2
         assert [Path(run).name for run in group["runs"]] == jobs
         for metric in METRICS:
             numbers = values(metrics, distill, role, metric)
@@ -120,9 +123,10 @@ def test_a_baseline_group_is_averaged_over_seeds_then_paired_on_user(runs, tmp_p
     for metric in METRICS:
         sides = []
         for distill in ("kl", "hybrid"):
-            parts = [per_user(root, job, "student_kd", metric) for job, (d, _) in JOBS.items() if d == distill]
-            sides.append(pd.concat(parts, ignore_index=True).groupby("user", as_index=False).mean())
-        joined = sides[0].merge(sides[1], on="user", suffixes=("", "_baseline"))  # one pair per user
+            parts = [per_user(root, job, "student_kd", metric).assign(seed=seed)
+                     for job, (d, seed) in JOBS.items() if d == distill]
+            sides.append(pd.concat(parts, ignore_index=True).groupby(["seed", "user"], as_index=False).mean())
+        joined = sides[0].merge(sides[1], on=["seed", "user"], suffixes=("", "_baseline"))  # one pair per user
         check_tests(kd, metric, joined[metric].to_numpy(float), joined[f"{metric}_baseline"].to_numpy(float))
     teacher = groups[("kl", "teacher")]  # the same teacher in both groups: nothing to tell apart
     assert teacher["mae_diff"] == 0.0 and teacher["mae_p_ttest"] == 1.0 and teacher["mae_p_wilcoxon"] == 1.0
@@ -142,7 +146,7 @@ def test_markdown_table_shows_the_old_runs(runs, tmp_path):
             numbers = values(metrics, distill, role, metric)
             assert cells[position] == f"{numbers.mean():.4f} ± {numbers.std(ddof=1):.4f}", (line, metric)
         params = metrics[next(j for j, (d, _) in JOBS.items() if d == distill)][role]["efficiency"]["params"]
-        assert cells[5] == f"{params:,}" and cells[7] == "2" and cells[8] == "1"  # 2 runs, 1 teacher
+        assert cells[5] == f"{params:,}" and cells[7] == "2" and cells[8] == "2"  # 2 runs, 2 teachers
         if role == "student_kd":
             candidate, baseline = student_pairs(root, distill, "mae")
             assert cells[9] == "student (same runs)"

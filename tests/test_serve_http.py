@@ -150,6 +150,7 @@ _BAD_BODIES = [  # (raw body, status, words the detail must contain)
     (b"", 400, "the request body is empty"),
     (b"\xff\xfe", 400, "not valid JSON"),
     (b"[1, 2]", 422, "is a JSON list, not an object"),
+    (b"[" * 100_000 + b"]" * 100_000, 400, "nests too deeply"),  # the decoder's recursion, not a 500
     (b'{"items": ["1"]}', 422, "unknown key 'items' in the request body; valid: history, k, include_seen"),
     (b'{"user": "005"}', 422, "GET /recommend?user=RAW_ID"),
     (b'{"k": 3}', 422, 'no "history"'),

@@ -106,13 +106,23 @@ def _family(summary: pd.DataFrame, metric: str) -> int:
 
 
 def teacher_seeds(summary: pd.DataFrame, configs: dict[str, dict[str, Any]]) -> list[int | None]:
-    """Per summary row, the number of distinct `teacher_seed` values among its runs' configs (None when no
-    run's config has one): 3 student seeds trained from 1 teacher are 3 runs but 1 teacher."""
+    """Per summary row, the number of distinct teachers among its runs: their teacher keys (metrics.json
+    `run.teacher_key`: one per model, data and seed), else their `teacher_seed` values (None when neither is
+    recorded). 3 student seeds trained from 1 teacher are 3 runs but 1 teacher; on data generated per seed
+    (synthetic) each seed has its own teacher."""
     counts: list[int | None] = []
     for runs in summary["runs"]:
+        keys = {_teacher_key(run) for run in runs} - {None}
         stated = {configs[run]["teacher_seed"] for run in runs if configs[run].get("teacher_seed") is not None}
-        counts.append(len(stated) if stated else None)
+        counts.append(len(keys) if keys else len(stated) if stated else None)
     return counts
+
+
+def _teacher_key(run: str) -> str | None:
+    try:
+        return json.loads((Path(run) / "metrics.json").read_text())["run"].get("teacher_key")
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _console(table: Table, stderr: bool = False) -> Console:

@@ -19,6 +19,7 @@ Protocol (one summary row = one group of runs, its seeds being repetitions):
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from pathlib import Path
@@ -123,6 +124,7 @@ class PerUser:
 
     def __init__(self) -> None:
         self._tables: dict[str, pd.DataFrame | None] = {}
+        self._data: dict[str, str] = {}
 
     def __call__(self, run: str) -> pd.DataFrame | None:
         """The run's per-user test metrics, or None (with a warning) when the file is missing."""
@@ -134,6 +136,16 @@ class PerUser:
                 log.warning("%s not found; the run is left out of the paired tests", path)
                 self._tables[run] = None
         return self._tables[run]
+
+    def data(self, run: str) -> str:
+        """The data the run's users belong to: its split key (metrics.json), "" when not recorded. Users of
+        different data (e.g. synthetic data generated per seed) are different units, never averaged together."""
+        if run not in self._data:
+            try:
+                self._data[run] = str(json.loads((Path(run) / "metrics.json").read_text())["run"].get("split_key") or "")
+            except (OSError, ValueError, KeyError, TypeError):
+                self._data[run] = ""
+        return self._data[run]
 
 
 def parse_baseline(spec: str, configs: dict[str, dict[str, Any]]) -> tuple[str, str, set[str]]:
@@ -158,7 +170,7 @@ def parse_baseline(spec: str, configs: dict[str, dict[str, Any]]) -> tuple[str, 
 
 def _student_pairs(runs: tuple[str, ...], metric: str, per_user: PerUser) -> pd.DataFrame:
     """student_kd vs student of the same runs: joined on user within each run, then each side averaged per
-    user over the runs. Columns user, metric, `<metric>_baseline`; one row per user."""
+    user over the runs. Columns data, user, metric, `<metric>_baseline`; one row per user of each data."""
     parts = []
     for run in runs:
         table = per_user(run)
@@ -166,23 +178,23 @@ def _student_pairs(runs: tuple[str, ...], metric: str, per_user: PerUser) -> pd.
             continue
         distilled = table.loc[table["role"] == "student_kd", ["user", metric]]
         alone = table.loc[table["role"] == "student", ["user", metric]]
-        parts.append(distilled.merge(alone, on="user", suffixes=("", "_baseline")))
+        parts.append(distilled.merge(alone, on="user", suffixes=("", "_baseline")).assign(data=per_user.data(run)))
     if not parts:
-        return pd.DataFrame(columns=["user", metric, f"{metric}_baseline"])
-    return pd.concat(parts, ignore_index=True).groupby("user", as_index=False).mean()
+        return pd.DataFrame(columns=["data", "user", metric, f"{metric}_baseline"])
+    return pd.concat(parts, ignore_index=True).groupby(["data", "user"], as_index=False).mean()
 
 
 def _user_means(runs: list[str], role: str, metric: str, per_user: PerUser) -> pd.DataFrame:
     """One side of a baseline pairing: the role's per-user metric averaged over the runs (seeds) holding
-    that user. Columns user, metric; one row per user."""
+    that user. Columns data, user, metric; one row per user of each data (`PerUser.data`)."""
     parts = []
     for run in runs:
         table = per_user(run)
         if table is not None and metric in table:
-            parts.append(table.loc[table["role"] == role, ["user", metric]])
+            parts.append(table.loc[table["role"] == role, ["user", metric]].assign(data=per_user.data(run)))
     if not parts:
-        return pd.DataFrame(columns=["user", metric])
-    return pd.concat(parts, ignore_index=True).groupby("user", as_index=False).mean()
+        return pd.DataFrame(columns=["data", "user", metric])
+    return pd.concat(parts, ignore_index=True).groupby(["data", "user"], as_index=False).mean()
 
 
 def _baseline_runs(group: pd.Series, rows: pd.DataFrame, keys: list[str], key: str, runs: set[str]) -> list[str]:
@@ -211,7 +223,7 @@ def _pairs(group: pd.Series, rows: pd.DataFrame, keys: list[str], tested: list[s
     for m in tested:
         mine = _user_means(list(group["runs"]), group["role"], m, per_user)
         theirs = _user_means(reference, group["role"], m, per_user)
-        pairs[m] = mine.merge(theirs, on="user", suffixes=("", "_baseline"))
+        pairs[m] = mine.merge(theirs, on=["data", "user"], suffixes=("", "_baseline"))
     return f"{key}={value}", pairs
 
 

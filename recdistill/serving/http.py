@@ -99,6 +99,8 @@ def parse_history_body(body: bytes, n_items: int) -> tuple[list[str], int, bool]
         payload = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise BadRequest(400, f"the request body is not valid JSON ({error}); send a JSON object {_BODY}") from None
+    except RecursionError:  # the decoder recurses per nesting level
+        raise BadRequest(400, f"the request body nests too deeply to be read; send a JSON object {_BODY}") from None
     if not isinstance(payload, dict):
         raise BadRequest(422, f"the request body is a JSON {type(payload).__name__}, not an object; send {_BODY}")
     unknown = sorted(set(payload) - set(BODY_KEYS))
