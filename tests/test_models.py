@@ -113,3 +113,20 @@ def test_per_user_evaluation_rows_give_exactly_the_window_predictions():
         by_rows = predict(model, rows, 7, "cpu")  # small batches: users split across several batches
         by_windows = predict(model, windows[split], 7, "cpu")
         torch.testing.assert_close(by_rows.logits, by_windows.logits, atol=1e-5, rtol=1e-5)
+
+
+def test_rating_mse_weight_adds_the_squared_error_of_the_expected_rating():
+    train, _, shape = small_data()
+    batch = next(train.batches(64))
+    torch.manual_seed(0)
+    plain = RatingTransformer(RatingTransformerConfig(dim=8), shape).eval()
+    weighted = RatingTransformer(RatingTransformerConfig(dim=8, rating_mse_weight=0.5), shape).eval()
+    weighted.load_state_dict(plain.state_dict())
+    output = weighted(batch)
+    terms = weighted.loss(batch, output)
+    assert plain.loss(batch, plain(batch)).keys() == {"ce"}
+    true_rating = torch.tensor(shape.rating_values or (1.0, 2.0, 3.0, 4.0, 5.0))[batch["label"]]
+    assert torch.allclose(true_rating, batch["rating"])
+    expected = (output.logits.softmax(-1) * torch.arange(1.0, 6.0)).sum(-1)  # by hand, classes 1..5
+    torch.testing.assert_close(terms["mse"], 0.5 * (expected - batch["rating"]).pow(2).mean())
+    torch.testing.assert_close(terms["ce"], torch.nn.functional.cross_entropy(output.logits, batch["label"]))

@@ -1,5 +1,7 @@
 """The shared training loop: it learns, stops early, and resumes to identical results."""
 
+import math
+
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -129,3 +131,43 @@ def test_adam_couples_weight_decay_into_the_gradient_and_adamw_decouples_it():
         moved[name] = float(1 - weight.detach()[0])
     assert moved["adam"] == pytest.approx(0.1, rel=1e-3)
     assert moved["adamw"] == pytest.approx(0.1 * 0.01, rel=1e-3)
+
+
+def test_cosine_schedule_decays_each_group_from_its_own_rate():
+    weight, other = nn.Parameter(torch.ones(1)), nn.Parameter(torch.ones(1))
+    optimizer = torch.optim.AdamW([{"params": [weight]}, {"params": [other], "lr": 0.01}], lr=0.1)
+    config = LoopConfig(lr=0.1, lr_schedule="cosine")
+    for progress, factor in ((0.0, 1.0), (0.5, 0.5), (0.75, 0.5 * (1 + math.cos(0.75 * math.pi))), (1.0, 0.0)):
+        loop._schedule_lr(optimizer, config, progress)
+        assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([0.1 * factor, 0.01 * factor])
+    loop._schedule_lr(optimizer, LoopConfig(lr=0.1), 0.5)  # constant: the base rates
+    assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([0.1, 0.01])
+
+
+def test_cosine_schedule_spans_the_epoch_budget(tmp_path, monkeypatch):
+    seen = []
+    real = loop._schedule_lr
+    monkeypatch.setattr(loop, "_schedule_lr", lambda opt, config, progress: (seen.append(progress),
+                                                                            real(opt, config, progress)))
+    train, windows, shape = small_data()
+    fit(tmp_path, LoopConfig(epochs=2, batch_size=16, lr=1e-2, patience=10, lr_schedule="cosine"),
+        (train, windows), shape)
+    assert seen[0] == 0 and seen == sorted(seen) and 0.9 < seen[-1] < 1  # one pass through the budget
+    assert seen.count(0.5) == 1  # the second epoch starts half way
+
+
+def test_stop_after_without_validation_keeps_that_epoch_under_the_full_schedule(tmp_path):
+    train, windows, shape = small_data()
+    config = LoopConfig(epochs=4, batch_size=16, lr=1e-2, patience=1, lr_schedule="cosine")
+    torch.manual_seed(0)
+    model = RatingTransformer(RatingTransformerConfig(dim=8), shape)
+    result = loop.train(model, build_objective(NO_DISTILL), train, None, config, torch.device("cpu"), seed=0,
+                        checkpoint_dir=tmp_path, label="refit", stop_after=2)
+    assert result.history["epoch"].tolist() == [1, 2] and result.best_epoch == 2 and result.best_valid == {}
+    assert not [c for c in result.history.columns if c.startswith("valid_")]
+    for name, tensor in model.state_dict().items():
+        torch.testing.assert_close(result.best_state[name], tensor, rtol=0, atol=0)
+    # the same first two epochs as a run of the whole 4-epoch budget
+    _, whole = fit(tmp_path / "whole", config.__class__(**{**config.__dict__, "patience": 10}), (train, windows),
+                   shape)
+    assert whole.history["train_loss"].tolist()[:2] == pytest.approx(result.history["train_loss"].tolist())

@@ -265,6 +265,14 @@ class TrainingSequences:
             yield {name: tensor.to(device, non_blocking=True) for name, tensor in batch.items()}
 
 
+def time_order_of_rows(frames: list[pd.DataFrame]) -> np.ndarray:
+    """(max row + 1,) the global time-order key (`time_order`) of every original row of `frames`."""
+    all_interactions = pd.concat(frames, ignore_index=True)
+    order_of_row = np.empty(int(all_interactions["row"].max()) + 1, dtype=np.int64)
+    order_of_row[all_interactions["row"].to_numpy()] = time_order(all_interactions)
+    return order_of_row
+
+
 def build_split_data(
     splits: dict[str, pd.DataFrame],
     history_length: int,
@@ -273,9 +281,7 @@ def build_split_data(
 ) -> tuple[TrainingSequences, dict[str, RatingWindows]]:
     """Training sequences for the train split and evaluation windows for every split; rating classes
     follow `scale` (class c = rating scale.low + c * scale.step)."""
-    all_interactions = pd.concat(list(splits.values()), ignore_index=True)
-    order_of_row = np.empty(int(all_interactions["row"].max()) + 1, dtype=np.int64)
-    order_of_row[all_interactions["row"].to_numpy()] = time_order(all_interactions)
+    order_of_row = time_order_of_rows(list(splits.values()))
     windows = {}
     for name, targets in splits.items():
         visible = pd.concat([splits[source] for source in visible_splits[name]], ignore_index=True)

@@ -37,6 +37,9 @@ class RatingTransformerConfig:
     dropout: float = bounded(0.1, ge=0, lt=1)  # on embeddings, attention weights and block outputs
     text_dim: int = bounded(0, ge=0)  # size of pretrained item text embeddings; 0 = no text input
     label_smoothing: float = bounded(0.0, ge=0, le=1)  # of the rating-class cross-entropy
+    # weight of a second base term, the squared error of the expected rating (in rating units^2):
+    # cross-entropy alone calibrates the classes, not the mean that MAE and RMSE read
+    rating_mse_weight: float = bounded(0.0, ge=0)
 
 
 class EarlierSlotsBlock(nn.Module):
@@ -157,4 +160,7 @@ class RatingTransformer(RatingModel):
 
     def loss(self, batch: dict[str, torch.Tensor], output: RatingOutput) -> dict[str, torch.Tensor]:
         ce = F.cross_entropy(output.logits, batch["label"], label_smoothing=self.config.label_smoothing)
-        return {"ce": ce}
+        if self.config.rating_mse_weight == 0:
+            return {"ce": ce}
+        error = output.rating - self.class_values[batch["label"]]  # (M,) expected - true rating
+        return {"ce": ce, "mse": self.config.rating_mse_weight * error.pow(2).mean()}

@@ -30,6 +30,7 @@ from recdistill.models.checkpoint import load_model, save_model
 from recdistill.reporting.run_report import write_run_report
 from recdistill.run.cache import ModelCache, role_seed
 from recdistill.run.record import add_training_summary, claim_run_dir, run_info, write_results
+from recdistill.run.refit import merge_refit, refit_models
 from recdistill.run.tracking import tracking
 from recdistill.tasks.base import Task, TaskData, get_task, no_distillation
 from recdistill.training import distributed
@@ -66,6 +67,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             # torchrun: rank 0 makes the split cache; the others read it and write their run files elsewhere
             with distributed.main_first(), distributed.writable(run_dir) as data_dir:
                 data = task.prepare(data_dir)
+            # trainer.refit_on_valid: the training data of the refits (ConfigError now, for a task without)
+            seen = task.refit_data(data) if cfg.trainer.refit_on_valid else None
             objective = build_objective(cfg.distill, task=task.name)
             task.check_plan(objective, data)
         cache = ModelCache(cfg, task.cache_dir, data.split_key, device, after_load=lambda m: task.after_load(m, data))
@@ -86,6 +89,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                                                      lambda key: fit_alone(task, "student", data, run_dir, key))
             if cfg.students:
                 models["student_kd"] = distill_student(task, objective, data, run_dir)
+        refits: dict[str, Trained] = {}
+        if seen is not None:
+            with timed(seconds, "refit"):
+                refits = refit_models(task, cache, models, seen, run_dir)
         metrics = None
         if main:  # torchrun: evaluated once, on rank 0
             models.update(task.baselines(data))
@@ -93,6 +100,11 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                 results = {role: task.evaluate(role, model, data) for role, (model, _) in models.items()}
                 for role, (_, info) in models.items():
                     add_training_summary(results[role], role, info)
+                for role, (model, info) in refits.items():
+                    again = task.evaluate(role, model, data)
+                    add_training_summary(again, f"{role}_refit", info)
+                    again.metrics["refit"] = info["refit"]
+                    results[role] = merge_refit(results[role], again)
             protocol = {**task.protocol(), "data": task.data_protocol()}
             info = run_info(cfg, device, models, data.split_key, protocol, seconds, started, data.data.fingerprint)
             metrics = write_results(run_dir, info, results)

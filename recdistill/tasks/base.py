@@ -100,9 +100,15 @@ class Task(abc.ABC):
 
     @abc.abstractmethod
     def fit(self, model: nn.Module, objective: DistillationObjective, role: str, data: TaskData,
-            checkpoint_dir: Path, seed: int) -> dict:
+            checkpoint_dir: Path, seed: int, stop_after: int | None = None) -> dict:
         """Train `model` on `objective` with `role`'s loop, selecting the best validation epoch;
-        returns `{"training": summary}`."""
+        returns `{"training": summary}`. With `stop_after` (a refit, on `refit_data`): nothing is
+        validated and the model after that many epochs is kept."""
+
+    def refit_data(self, data: TaskData) -> TaskData:
+        """`data` whose training part also holds the validation split (`trainer.refit_on_valid`);
+        evaluation inputs unchanged. Raises ConfigError for a task without refits."""
+        raise ConfigError(f"trainer.refit_on_valid=true is implemented for task=rating only, not task={self.name}")
 
     def fit_teacher(self, ctx: TransferContext, key: str) -> tuple[nn.Module, dict]:
         """Train the teacher (cache entry `key`); tasks with transfer modes that replace training
@@ -144,7 +150,9 @@ class Task(abc.ABC):
             return f"best validation {loop.monitor} (patience {loop.patience})"
         teacher, student = selection(self.cfg.trainer.teacher), selection(self.cfg.trainer.student)
         chosen = teacher if teacher == student else f"teacher: {teacher}; students: {student}"
-        return f"{chosen}; test never used for selection"
+        refit = ("; then every model trained again on train + valid for its selected number of epochs, and "
+                 "tested (trainer.refit_on_valid)") if self.cfg.trainer.get("refit_on_valid") else ""
+        return f"{chosen}; test never used for selection{refit}"
 
     def data_protocol(self) -> dict[str, Any]:
         """What was done to the data before the split (written into the protocol block): repeated

@@ -108,7 +108,8 @@ class RankingTask(Task):
         return validate
 
     def fit(self, model: nn.Module, objective: DistillationObjective, role: str, data: RankingRun,
-            checkpoint_dir: Path, seed: int) -> dict:
+            checkpoint_dir: Path, seed: int, stop_after: int | None = None) -> dict:
+        assert stop_after is None, "ranking has no refit_data, so nothing asks it to refit"
         if model.input_kind == "none":
             if objective.strategies:
                 raise ConfigError(f"{model.config.name!r} is fitted by counting; it cannot be distilled into")

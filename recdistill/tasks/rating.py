@@ -8,7 +8,7 @@ Metrics: Accuracy (argmax class == true rating), MAE and RMSE (on the model's po
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ import pandas as pd
 from torch import nn
 
 from recdistill.data.batching import (FIVE_STARS, RatingWindows, TrainingSequences, UserRows, build_split_data,
-                                      build_user_rows)
+                                      build_user_rows, time_order_of_rows)
 from recdistill.data.split_cache import load_or_make_split
 from recdistill.distill.extract import load_or_extract, per_example_knowledge
 from recdistill.distill.knowledge import TeacherKnowledge
@@ -73,12 +73,27 @@ class RatingTask(Task):
         return RatingData(data, split, key, train_data, windows, evaluation, shape)
 
     def fit(self, model: nn.Module, objective: DistillationObjective, role: str, data: RatingData,
-            checkpoint_dir: Path, seed: int) -> dict:
-        validate = rating_validator(data.evaluation["valid"], self.cfg.trainer.eval_batch_size, self.device)
+            checkpoint_dir: Path, seed: int, stop_after: int | None = None) -> dict:
+        validate = (rating_validator(data.evaluation["valid"], self.cfg.trainer.eval_batch_size, self.device)
+                    if stop_after is None else None)
         loop = self.cfg.trainer["teacher" if role == "teacher" else "student"]
-        result = train(model, objective, data.train, validate, loop, self.device, seed, checkpoint_dir, role)
+        result = train(model, objective, data.train, validate, loop, self.device, seed, checkpoint_dir, role,
+                       stop_after=stop_after)
         model.load_state_dict(result.best_state)
         return {"training": result.summary()}
+
+    def refit_data(self, data: RatingData) -> RatingData:
+        """Training chunks over train + valid (each valid rating then reads the user's earlier train
+        and valid ratings, as the test targets do); evaluation inputs unchanged. ConfigError under a
+        transfer mode (the transferred teacher is not trained on this split's ratings alone)."""
+        if self.cfg.transfer.mode != "none":
+            raise ConfigError(f"trainer.refit_on_valid=true needs transfer.mode=none, got {self.cfg.transfer.mode!r}")
+        split = data.split
+        order_of_row = time_order_of_rows([split.train, split.valid, split.test])
+        seen = pd.concat([split.train, split.valid], ignore_index=True)
+        refit_train = TrainingSequences(seen, order_of_row, self.evaluator.history_length + 1,
+                                        data.data.rating_scale or FIVE_STARS)
+        return replace(data, train=refit_train)
 
     def fit_teacher(self, ctx: TransferContext, key: str) -> tuple[nn.Module, dict]:
         if self.cfg.transfer.mode != "none":

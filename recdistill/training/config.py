@@ -18,6 +18,9 @@ class LoopConfig:
     # (weight_decay * theta added to it, as torch.optim.Adam does), far weaker on a loss summed over rows
     optimizer: str = bounded("adamw", choices=("adamw", "adam"))
     weight_decay: float = bounded(0.0, ge=0)  # the optimiser's weight decay (see `optimizer`)
+    # constant: `lr` throughout; cosine: from `lr` down to 0 over the `epochs` budget, step by step
+    # (Loshchilov & Hutter 2017, SGDR, without restarts), so the budget also sets the schedule
+    lr_schedule: str = bounded("constant", choices=("constant", "cosine"))
     # mean: each loss averaged over the batch's targets; sum: the whole objective times the batch's
     # targets (losses summed over rows, as in Rendle et al.'s BPR and many papers' code)
     loss_reduction: str = bounded("mean", choices=("mean", "sum"))
@@ -42,3 +45,6 @@ class TrainerConfig:
     teacher: LoopConfig = field(default_factory=LoopConfig)
     student: LoopConfig = field(default_factory=LoopConfig)
     eval_batch_size: int = bounded(4096, ge=1)  # rows per forward pass during evaluation and extraction
+    # after selection on validation, train every model again from its initial weights on train + valid
+    # for its selected number of epochs; test metrics come from these refits (recdistill.run.refit)
+    refit_on_valid: bool = False

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import time
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -99,7 +100,7 @@ def train(
     model: nn.Module,
     objective: DistillationObjective,
     train_data: TrainingBatches,
-    validate: Callable[[nn.Module], dict[str, float]],
+    validate: Callable[[nn.Module], dict[str, float]] | None,
     config: LoopConfig,
     device: torch.device,
     seed: int,
@@ -107,13 +108,17 @@ def train(
     label: str,
     param_groups: list[dict] | None = None,
     on_epoch: EpochObserver | None = None,
+    stop_after: int | None = None,
 ) -> TrainResult:
     """Train `model` on `objective`; resumes from `checkpoint_dir`. With `config.select == "best"`
     the result holds the epoch best on `config.monitor` (stopping after `config.patience` epochs
     without a better one); with "last", all `config.epochs` are trained and the last is kept.
 
     `train_data` yields the task's training batches; `validate(model)` returns the validation
-    metrics (the task's validator), among them `config.monitor`.
+    metrics (the task's validator), among them `config.monitor`; with `validate=None` nothing is
+    validated and the last epoch is kept (a refit on train + valid, `recdistill.run.refit`).
+    `stop_after` ends training after that many epochs while the learning-rate schedule still spans
+    `config.epochs` (a refit repeats the selected run's first epochs exactly as they were scheduled).
     `param_groups` (optimiser groups over the model's trainable parameters, e.g. a lower learning rate
     for transferred weights) default to one group of every trainable parameter at `config.lr`.
     `on_epoch(label, row)` is told each finished epoch (default: the observer of `observing_epochs`)."""
@@ -129,11 +134,13 @@ def train(
     state = _resume(last_path, model, objective, optimizer, label)
     step = distributed.data_parallel(model, objective, device) if distributed.active() else None
 
-    finished = state["bad_epochs"] >= config.patience or state["epoch"] >= config.epochs
+    last_epoch = min(stop_after or config.epochs, config.epochs)
+    keep_last = config.select == "last" or validate is None
+    finished = state["bad_epochs"] >= config.patience or state["epoch"] >= last_epoch
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[status]}"), TimeElapsedColumn(), transient=True,
                   disable=not distributed.is_main()) as progress:
-        task = progress.add_task(label, total=config.epochs * len(train_data),
+        task = progress.add_task(label, total=last_epoch * len(train_data),
                                  completed=state["epoch"] * len(train_data),
                                  status="")
         while not finished:
@@ -142,7 +149,7 @@ def train(
             sums = _train_epoch(model, objective, optimizer, parameters, train_data, config, device,
                                 torch.Generator().manual_seed(seed * 100_003 + epoch), epoch,
                                 lambda size: progress.advance(task, size), step, seed)
-            validated = epoch % config.validate_every == 0 or epoch == config.epochs
+            validated = validate is not None and (epoch % config.validate_every == 0 or epoch == last_epoch)
             # validated once, on rank 0; every rank then takes the same early-stopping decisions
             valid = distributed.share(validate(model) if validated and distributed.is_main() else {})
             if validated and config.monitor not in valid:
@@ -151,7 +158,7 @@ def train(
             row = {"epoch": epoch, **{f"train_{k}": v / len(train_data) for k, v in sums.items()},
                    **{f"valid_{k}": v for k, v in valid.items()}, "seconds": time.perf_counter() - started}
             _record_epoch(state, row, valid, model, config.monitor, larger_is_better,
-                          keep_last=config.select == "last")
+                          keep_last=keep_last)
             if validated:
                 log.info("%s epoch %d: loss %.4f, valid %s %.4f (best %.4f at %d), %.1fs", label, epoch,
                          row["train_loss"], config.monitor, valid[config.monitor], state["best_value"],
@@ -159,7 +166,7 @@ def train(
                 progress.update(task, status=f"valid {config.monitor} {valid[config.monitor]:.4f}")
             else:
                 log.info("%s epoch %d: loss %.4f, %.1fs", label, epoch, row["train_loss"], row["seconds"])
-            finished = state["bad_epochs"] >= config.patience or epoch >= config.epochs
+            finished = state["bad_epochs"] >= config.patience or epoch >= last_epoch
             if not distributed.is_main():
                 continue
             torch_save(last_path, {"model": model.state_dict(), "objective": objective.state_dict(),
@@ -186,7 +193,10 @@ def _train_epoch(model: nn.Module, objective: DistillationObjective, optimizer: 
     if step is not None:
         torch.manual_seed(distributed.rank_seed(seed, epoch))
     sums: dict[str, float] = {}
+    done = (epoch - 1) * len(train_data)  # targets trained on before this epoch
     for batch in train_data.batches(config.batch_size, device, generator, epoch):
+        _schedule_lr(optimizer, config, done / (config.epochs * max(len(train_data), 1)))
+        done += _batch_targets(batch)
         if step is not None:
             _parallel_step(step, batch, optimizer, parameters, config, sums)
             advance(_batch_targets(batch))
@@ -203,6 +213,15 @@ def _train_epoch(model: nn.Module, objective: DistillationObjective, optimizer: 
             sums[name] = sums.get(name, 0.0) + float(value.detach()) * size
         advance(size)
     return sums if step is None else distributed.sum_across(sums)
+
+
+def _schedule_lr(optimizer: torch.optim.Optimizer, config: LoopConfig, progress: float) -> None:
+    """Set every group's learning rate for the next step, `progress` in [0, 1) being the share of
+    the `epochs` budget's targets already trained on: its base rate (`lr`, or the group's own), times
+    0.5 (1 + cos(pi progress)) with `lr_schedule=cosine`."""
+    factor = 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))) if config.lr_schedule == "cosine" else 1.0
+    for group in optimizer.param_groups:
+        group["lr"] = group.setdefault("base_lr", group["lr"]) * factor
 
 
 def _parallel_step(step: nn.Module, batch: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer,

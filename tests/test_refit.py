@@ -1,0 +1,69 @@
+"""`trainer.refit_on_valid`: models selected on validation, then trained again on train + valid."""
+
+import pandas as pd
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from recdistill.cli import config_dir
+from recdistill.config_schema import register_schemas
+from recdistill.errors import ConfigError
+from recdistill.run.spine import run
+from recdistill.tasks.base import get_task
+
+ROLES = ("teacher", "student", "student_kd")
+
+
+def compose_run(cache, *overrides, experiment="synthetic_kd"):
+    register_schemas()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
+        return compose(config_name="config", overrides=[f"+experiment={experiment}", f"cache_dir={cache}",
+                                                        "trainer.teacher.epochs=3", "trainer.student.epochs=3",
+                                                        "trainer.teacher.patience=3", "trainer.student.patience=3",
+                                                        *overrides])
+
+
+def test_refit_reports_first_pass_validation_and_tests_the_refits(tmp_path):
+    plain = run(compose_run(tmp_path / "cache"), tmp_path / "plain")
+    refit = run(compose_run(tmp_path / "cache", "trainer.refit_on_valid=true"), tmp_path / "refit")
+    for role in ROLES:
+        block = refit[role]
+        assert block["valid"] == plain[role]["valid"]  # validation metrics: the first pass's models
+        assert block["test_without_refit"] == plain[role]["test"]
+        assert block["refit"]["epochs"] == plain[role]["training"]["best_epoch"]
+        assert block["test"] != plain[role]["test"]  # a different model: trained on more ratings
+    assert len({refit[role]["refit"]["targets"] for role in ROLES}) == 1
+    assert set(pd.read_parquet(tmp_path / "refit" / "per_user.parquet")["role"]) == set(ROLES)
+    history = pd.read_csv(tmp_path / "refit" / "history.csv")
+    for role in ROLES:
+        again = history[history.role == f"{role}_refit"]
+        assert again["epoch"].tolist() == list(range(1, refit[role]["refit"]["epochs"] + 1))
+        assert again.filter(like="valid_").isna().all().all()  # a refit validates nothing
+    assert "trained again on train + valid" in refit["run"]["protocol"]["model_selection"]
+
+    # the teacher and student-alone refits are cached; the distilled refit is the run's own
+    again = run(compose_run(tmp_path / "cache", "trainer.refit_on_valid=true", "distill=kl"), tmp_path / "kl")
+    for role in ("teacher", "student"):
+        assert again[role]["refit"]["from_cache"] and again[role]["test"] == refit[role]["test"]
+    assert again["student_kd"]["test"] != refit["student_kd"]["test"]
+
+
+def test_refit_trains_on_train_plus_valid(tmp_path):
+    cfg = compose_run(tmp_path / "cache", "trainer.refit_on_valid=true")
+    task = get_task(cfg, torch.device("cpu"))
+    data = task.prepare(tmp_path / "run")
+    seen = task.refit_data(data)
+    assert len(seen.train) == len(data.split.train) + len(data.split.valid)
+    assert seen.windows is data.windows and seen.evaluation is data.evaluation  # evaluation inputs unchanged
+    # every train and valid rating is a training target, once
+    batch = next(seen.train.batches(10 ** 9))
+    assert sorted(batch["index"].tolist()) == list(range(len(seen.train)))
+
+
+def test_refit_on_a_task_without_it_is_a_config_error(tmp_path):
+    cfg = compose_run(tmp_path / "cache", "trainer.refit_on_valid=true", experiment="synthetic_rank_kd")
+    with pytest.raises(ConfigError, match="refit_on_valid=true is implemented for task=rating only"):
+        run(cfg, tmp_path / "run")
+    assert not (tmp_path / "cache" / "teachers").exists()  # refused before any training
