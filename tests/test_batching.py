@@ -60,9 +60,24 @@ def test_training_chunks_hold_each_training_row_once_per_epoch_in_time_order():
             assert torch.equal(batch["seq_target"], items > 0) and torch.equal(batch["seq_visible"], items > 0)
             # labels follow the slots in row-major order
             assert torch.equal(batch["item"] + 1, items[items > 0])
-    # epoch 1 shifts chunk boundaries by one slot: user 0's items 10 | 11, 12 instead of 10, 11 | 12
+    # epoch 1 shifts chunk boundaries by one slot: user 0's items 10 | 11, 12 instead of 10, 11 | 12;
+    # rows are left-aligned, the padding after the chunk
     rows = [b["seq_items"].tolist() for b in train.batches(100, epoch=1)][0]
-    assert [0, 11] in rows and [12, 13] in rows
+    assert [11, 0] in rows and [12, 13] in rows
+
+
+def test_training_batches_hold_about_batch_size_targets_and_no_padding_column():
+    data = splits()
+    train, _ = build_split_data(data, history_length=7)  # chunks of up to 8 slots; this data's are shorter
+    for batch_size in (1, 2, 3, 100):
+        batches = list(train.batches(batch_size, generator=torch.Generator().manual_seed(0)))
+        assert sorted(torch.cat([b["index"] for b in batches]).tolist()) == list(range(len(train)))
+        for batch in batches:
+            filled = batch["seq_target"]
+            assert filled[:, 0].all() and filled[:, -1].any()  # left-aligned, as wide as the longest chunk
+            assert int(filled.sum()) < batch_size + filled.sum(1).max()  # batch_size give or take one chunk
+        if batch_size == 1:
+            assert all(len(b["seq_target"]) == 1 for b in batches)  # a chunk each
 
 
 def test_user_rows_only_when_no_visible_interaction_falls_between_targets():

@@ -69,6 +69,20 @@ def test_training_chunks_and_evaluation_windows_agree_on_the_same_history():
     assert not torch.allclose(from_chunks[~same], from_windows[~same])  # later ones lose context at chunk starts
 
 
+def test_transformer_output_does_not_depend_on_where_the_row_puts_the_chunk():
+    # training rows are left-aligned and trimmed to the batch's longest chunk: padding moved to the
+    # other end of a row, or added, must not change any prediction
+    train, _, shape = small_data(history_length=5)
+    torch.manual_seed(0)
+    model = RatingTransformer(RatingTransformerConfig(dim=8, n_layers=2, dropout=0.0), shape).eval()
+    batch = next(train.batches(10_000, epoch=1))
+    pad = 3
+    shifted = {**batch, **{name: torch.nn.functional.pad(batch[name], (pad, 0))
+                           for name in ("seq_items", "seq_ratings", "seq_visible", "seq_target")}}
+    assert batch["seq_target"][:, 0].all() and not shifted["seq_target"][:, :pad].any()
+    torch.testing.assert_close(model(shifted).logits, model(batch).logits, atol=1e-5, rtol=1e-5)
+
+
 def test_transformer_text_embeddings_change_item_inputs():
     _, _, shape = small_data()
     model = RatingTransformer(RatingTransformerConfig(dim=8, text_dim=3), shape)

@@ -231,28 +231,42 @@ class TrainingSequences:
         return len(self.targets["label"])
 
     def layout(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(chunk id, slot) of every interaction in sorted order for this epoch's chunking."""
+        """(chunk id, slot) of every interaction in sorted order for this epoch's chunking: a user's
+        sequence cut every `chunk_length` interactions, the cuts shifted by half a chunk in odd
+        epochs; slots count from each chunk's first interaction (rows are left-aligned)."""
         offset = (epoch % 2) * (self.chunk_length // 2)
-        shifted = self.position + offset
-        chunk_in_user = shifted // self.chunk_length
+        chunk_in_user = (self.position + offset) // self.chunk_length
         user = self.targets["user"][self.sort]
         boundary = torch.ones(len(user), dtype=torch.bool)
         boundary[1:] = (user[1:] != user[:-1]) | (chunk_in_user[1:] != chunk_in_user[:-1])
         chunk = torch.cumsum(boundary.long(), 0) - 1  # (N,) consecutive chunk ids
-        return chunk, shifted % self.chunk_length
+        first = torch.nonzero(boundary).squeeze(1)  # (R,) sorted index of each chunk's first interaction
+        return chunk, torch.arange(len(user)) - first[chunk]
 
     def batches(self, batch_size: int, device: torch.device | str = "cpu",
                 generator: torch.Generator | None = None, epoch: int = 0) -> Iterator[dict[str, torch.Tensor]]:
-        """Batches of about `batch_size` targets (whole chunks), chunks shuffled by `generator`."""
+        """Batches of whole chunks holding `batch_size` targets give or take one chunk (each chunk
+        joins the batch in which the running count of targets reaches its last target). Chunks are
+        bucketed by length (ties broken by `generator`) and the batches shuffled by `generator`; a
+        batch is as wide as its longest chunk, so rows carry little padding. Without `generator`
+        (extraction, evaluation) the order is fixed."""
         chunk, slot = self.layout(epoch)
         n_chunks = int(chunk[-1]) + 1 if len(chunk) else 0
         rows = self.sort  # split row of each sorted interaction
         table = torch.full((n_chunks, self.chunk_length), -1, dtype=torch.long)
         table[chunk, slot] = rows  # (R, S) split row per slot, -1 = empty
-        order = torch.randperm(n_chunks, generator=generator) if generator is not None else torch.arange(n_chunks)
-        chunks_per_batch = max(1, batch_size // self.chunk_length)
-        for start in range(0, n_chunks, chunks_per_batch):
-            slots = table[order[start : start + chunks_per_batch]]  # (B, S)
+        sizes = torch.bincount(chunk, minlength=n_chunks)  # (R,) targets per chunk
+        # length buckets: chunks sorted by length (ties in random order), so a batch's rows are about as
+        # long as each other and carry little padding; then the batches are shuffled
+        tie_break = torch.rand(n_chunks, generator=generator) if generator is not None else torch.zeros(n_chunks)
+        order = torch.argsort(sizes.double() + tie_break * 0.5, stable=True)
+        batch_of_chunk = (torch.cumsum(sizes[order], 0) - 1) // batch_size
+        _, per_batch = torch.unique_consecutive(batch_of_chunk, return_counts=True)
+        batches = list(zip(torch.split(order, per_batch.tolist()), torch.split(sizes[order], per_batch.tolist())))
+        if generator is not None:
+            batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+        for chunks, widths in batches:
+            slots = table[chunks, : int(widths.max())]  # (B, S') S' = the longest chunk of the batch
             filled = slots >= 0
             safe = slots.clamp(min=0)
             batch = {
