@@ -35,6 +35,10 @@ def test_refit_reports_first_pass_validation_and_tests_the_refits(tmp_path):
         assert block["refit"]["epochs"] == plain[role]["training"]["best_epoch"]
         assert block["test"] != plain[role]["test"]  # a different model: trained on more ratings
     assert len({refit[role]["refit"]["targets"] for role in ROLES}) == 1
+    for role in ("teacher", "student"):  # the refits are cached under their own keys
+        assert (tmp_path / "cache" / f"{role}s" / f"{refit[role]['refit']['key']}.pt").exists()
+        assert refit[role]["refit"]["key"] != refit["run"][f"{role}_key"]
+    assert (tmp_path / "refit" / "checkpoints" / "student_kd_refit.pt").exists()
     assert set(pd.read_parquet(tmp_path / "refit" / "per_user.parquet")["role"]) == set(ROLES)
     history = pd.read_csv(tmp_path / "refit" / "history.csv")
     for role in ROLES:

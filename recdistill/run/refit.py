@@ -56,7 +56,7 @@ def refit_models(task: Task, cache: ModelCache, models: dict[str, Trained], seen
                                    run_dir / "checkpoints" / f"{role}_refit_{key}", role_seed(cfg, role),
                                    stop_after=epochs)
         model, info = cache.get_or_fit(role, fit, refit_epochs=epochs)
-        return model, {**info, "refit": {"epochs": epochs, "targets": len(seen.train)}}
+        return model, {**info, "refit": {"epochs": epochs, "targets": len(seen.train), "key": info["key"]}}
 
     refits = {"teacher": refit_alone("teacher")}
     if "student" in models:
