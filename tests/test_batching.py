@@ -21,12 +21,14 @@ def splits():
 def test_windows_follow_the_visibility_protocol():
     _, windows = build_split_data(splits(), history_length=3)
     train = windows["train"].batch(torch.arange(4))
-    # train row 2 (item 12) reads items 10, 11 (ids + 1), left-padded; then the target slot
-    assert train["seq_items"][2].tolist() == [0, 11, 12, 13]
-    assert train["seq_ratings"][2].tolist() == [0, 5, 4, 0]  # the target's own rating is never input
-    assert train["seq_visible"][2].tolist() == [False, True, True, False]
-    assert train["seq_target"][2].tolist() == [False, False, False, True]
-    assert train["seq_visible"][0].tolist() == [False] * 4  # the first interaction reads nothing
+    # train row 2 (item 12) reads items 10, 11 (ids + 1), left-padded; then the target slot. No row of
+    # this batch reads 3 items, so the history column none reads is dropped
+    assert train["seq_items"][2].tolist() == [11, 12, 13]
+    assert train["seq_ratings"][2].tolist() == [5, 4, 0]  # the target's own rating is never input
+    assert train["seq_visible"][2].tolist() == [True, True, False]
+    assert train["seq_target"][2].tolist() == [False, False, True]
+    assert train["seq_visible"][0].tolist() == [False] * 3  # the first interaction reads nothing
+    assert windows["train"].batch(torch.arange(1))["seq_items"].tolist() == [[11]]  # reads nothing: no history
 
     valid = windows["valid"].batch(torch.arange(1))
     assert valid["seq_items"][0].tolist() == [11, 12, 13, 14]  # all of user 0's train items

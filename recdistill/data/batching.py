@@ -67,6 +67,15 @@ def _target_fields(frame: pd.DataFrame, scale: RatingScale) -> dict[str, torch.T
     }
 
 
+def trim_left_padding(items: torch.Tensor, classes: torch.Tensor, readable: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Left-padded histories (B, L) each without their leading columns that no row reads: rating
+    models ignore unreadable slots wherever they are, so this only saves their cost."""
+    used = readable.any(0)  # (L,)
+    start = int(used.int().argmax()) if bool(used.any()) else readable.shape[1]
+    return items[:, start:], classes[:, start:], readable[:, start:]
+
+
 class RatingWindows:
     """One row per target: its latest visible history, left-padded, then the target slot.
 
@@ -114,10 +123,10 @@ class RatingWindows:
         return self.history(torch.arange(len(self)))[2]
 
     def batch(self, rows: torch.Tensor, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
-        """The batch for targets `rows`, on `device`."""
+        """The batch for targets `rows`, on `device`; history columns that no row reads are dropped."""
         n = len(rows)
         last = torch.ones(n, 1, dtype=torch.bool)
-        items, classes, mask = self.history(rows)  # (B, L) each
+        items, classes, mask = trim_left_padding(*self.history(rows))  # (B, L') each, L' <= L
         batch = {
             "seq_items": torch.cat([items, self.targets["item"][rows, None] + 1], 1),  # (B, L+1)
             "seq_ratings": torch.cat([classes, torch.zeros(n, 1, dtype=torch.long)], 1),
@@ -170,7 +179,8 @@ class UserRows:
 
     def batches(self, batch_size: int, device: torch.device | str = "cpu",
                 generator: torch.Generator | None = None, epoch: int = 0) -> Iterator[dict[str, torch.Tensor]]:
-        """Batches of whole users holding about `batch_size` targets, in order (no shuffling)."""
+        """Batches of whole users holding about `batch_size` targets, in order (no shuffling); history
+        columns that no user of the batch reads are dropped."""
         counts = (self.table >= 0).sum(1)  # (U,) descending
         batch_of_user = (torch.cumsum(counts, 0) - counts) // batch_size
         bounds = torch.searchsorted(batch_of_user, torch.arange(int(batch_of_user[-1]) + 2)) if len(counts) else []
@@ -180,7 +190,7 @@ class UserRows:
             slots = self.table[begin:end, : int(counts[begin])]  # (B, T)
             filled = slots >= 0
             items = torch.where(filled, self.targets["item"][slots.clamp(min=0)] + 1, 0)
-            history_items, history_classes, readable = windows.history(first)  # (B, L) each
+            history_items, history_classes, readable = trim_left_padding(*windows.history(first))  # (B, L') each
             batch = {
                 "seq_items": torch.cat([history_items, items], 1),  # (B, L + T)
                 "seq_ratings": torch.cat([history_classes, torch.zeros_like(items)], 1),
