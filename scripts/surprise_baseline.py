@@ -41,7 +41,7 @@ def load_split(run_dir: Path) -> dict:
 
 def fit_and_test(fit_frame, test_frame, seed: int, scale: tuple[float, float]) -> dict:
     """SVD++ with Surprise's default hyperparameters fitted on `fit_frame`; test MAE, RMSE, seconds."""
-    from surprise import SVDpp, Dataset, Reader, accuracy
+    from surprise import Dataset, Reader, SVDpp, accuracy
 
     reader = Reader(rating_scale=scale)
     trainset = Dataset.load_from_df(fit_frame[["user", "item", "rating"]], reader).build_full_trainset()
