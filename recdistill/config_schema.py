@@ -111,6 +111,7 @@ def check_run_config(cfg: DictConfig | RunConfig) -> RunConfig:
     if run.task not in task_classes():
         raise ConfigError(f"task={run.task!r} must be one of {', '.join(sorted(task_classes()))}")
     _check_models_and_monitors(run)
+    _check_refit(run)
     to_split_config(run.split)
     check_evaluator_config(run.evaluator)
     check_transfer_config(run.transfer)
@@ -118,6 +119,18 @@ def check_run_config(cfg: DictConfig | RunConfig) -> RunConfig:
     resolve_device(run.device)
     check_logger_config(run.logger)
     return run
+
+
+def _check_refit(run: RunConfig) -> None:
+    """trainer.refit_on_valid needs a task that can refit and a teacher trained on this split alone."""
+    if not run.trainer.refit_on_valid:
+        return
+    refitting = sorted(name for name, task in task_classes().items() if task.refits)
+    if run.task not in refitting:
+        raise ConfigError(f"trainer.refit_on_valid=true is implemented for task={', '.join(refitting)} only, "
+                          f"not task={run.task}")
+    if run.transfer.mode != "none":
+        raise ConfigError(f"trainer.refit_on_valid=true needs transfer.mode=none, got {run.transfer.mode!r}")
 
 
 def _check_known_keys(raw: Any, typed: Any, prefix: str = "") -> None:

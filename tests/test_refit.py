@@ -39,6 +39,7 @@ def test_refit_reports_first_pass_validation_and_tests_the_refits(tmp_path):
         assert (tmp_path / "cache" / f"{role}s" / f"{refit[role]['refit']['key']}.pt").exists()
         assert refit[role]["refit"]["key"] != refit["run"][f"{role}_key"]
     assert (tmp_path / "refit" / "checkpoints" / "student_kd_refit.pt").exists()
+    assert refit["student_kd"]["refit"]["key"] is None  # the distilled refit lives in the run folder
     assert set(pd.read_parquet(tmp_path / "refit" / "per_user.parquet")["role"]) == set(ROLES)
     history = pd.read_csv(tmp_path / "refit" / "history.csv")
     for role in ROLES:
@@ -66,8 +67,12 @@ def test_refit_trains_on_train_plus_valid(tmp_path):
     assert sorted(batch["index"].tolist()) == list(range(len(seen.train)))
 
 
-def test_refit_on_a_task_without_it_is_a_config_error(tmp_path):
-    cfg = compose_run(tmp_path / "cache", "trainer.refit_on_valid=true", experiment="synthetic_rank_kd")
-    with pytest.raises(ConfigError, match="refit_on_valid=true is implemented for task=rating only"):
+@pytest.mark.parametrize("experiment, message", [
+    ("synthetic_rank_kd", "refit_on_valid=true is implemented for task=rating only, not task=ranking"),
+    ("synthetic_transfer", "refit_on_valid=true needs transfer.mode=none, got 'shared_weights'"),
+])
+def test_refit_where_it_cannot_apply_is_a_config_error_before_anything_is_built(tmp_path, experiment, message):
+    cfg = compose_run(tmp_path / "cache", "trainer.refit_on_valid=true", experiment=experiment)
+    with pytest.raises(ConfigError, match=message):
         run(cfg, tmp_path / "run")
-    assert not (tmp_path / "cache" / "teachers").exists()  # refused before any training
+    assert not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()

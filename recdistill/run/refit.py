@@ -71,7 +71,7 @@ def refit_distilled(task: Task, teacher: Trained, epochs: int, seen: TaskData, r
     """The distilled student trained again on train + valid, from the refitted teacher's knowledge of
     those targets; loaded from the run folder when this run finished it already."""
     role, final = "student_kd", run_dir / "checkpoints" / "student_kd_refit.pt"
-    refit = {"epochs": epochs, "targets": len(seen.train)}
+    refit = {"epochs": epochs, "targets": len(seen.train), "key": None}  # None: in the run folder, not the cache
     if distributed.share(final.exists()):
         log.info("refit: %s already finished, loading %s", role, final)
         student, extra = load_model(final, task.device)

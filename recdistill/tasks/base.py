@@ -53,6 +53,7 @@ class Task(abc.ABC):
     model_base: ClassVar[type[nn.Module]]  # models of this task subclass it
     transfer_modes: ClassVar[tuple[str, ...]] = ("none",)  # `transfer.mode` values that apply
     baseline_names: ClassVar[tuple[str, ...]] = ()  # reference roles `baselines=[...]` may name
+    refits: ClassVar[bool] = False  # implements `refit_data` (trainer.refit_on_valid)
 
     def __init__(self, cfg: DictConfig, device: torch.device) -> None:
         self.cfg, self.device = cfg, device
@@ -106,9 +107,9 @@ class Task(abc.ABC):
         validated and the model after that many epochs is kept."""
 
     def refit_data(self, data: TaskData) -> TaskData:
-        """`data` whose training part also holds the validation split (`trainer.refit_on_valid`);
-        evaluation inputs unchanged. Raises ConfigError for a task without refits."""
-        raise ConfigError(f"trainer.refit_on_valid=true is implemented for task=rating only, not task={self.name}")
+        """`data` whose training part also holds the validation split (`trainer.refit_on_valid`, which
+        the config check allows only for tasks with `refits`); evaluation inputs unchanged."""
+        raise NotImplementedError(f"task {self.name} has no refit_data; its class sets refits = False")
 
     def fit_teacher(self, ctx: TransferContext, key: str) -> tuple[nn.Module, dict]:
         """Train the teacher (cache entry `key`); tasks with transfer modes that replace training

@@ -51,6 +51,7 @@ class RatingTask(Task):
     name = "rating"
     model_base = RatingModel
     transfer_modes = ("none", "shared_weights", "meta")
+    refits = True
     baseline_names = tuple(RATING_BASELINES)
 
     def prepare(self, run_dir: Path) -> RatingData:
@@ -84,10 +85,7 @@ class RatingTask(Task):
 
     def refit_data(self, data: RatingData) -> RatingData:
         """Training chunks over train + valid (each valid rating then reads the user's earlier train
-        and valid ratings, as the test targets do); evaluation inputs unchanged. ConfigError under a
-        transfer mode (the transferred teacher is not trained on this split's ratings alone)."""
-        if self.cfg.transfer.mode != "none":
-            raise ConfigError(f"trainer.refit_on_valid=true needs transfer.mode=none, got {self.cfg.transfer.mode!r}")
+        and valid ratings, as the test targets do); evaluation inputs unchanged."""
         split = data.split
         order_of_row = time_order_of_rows([split.train, split.valid, split.test])
         seen = pd.concat([split.train, split.valid], ignore_index=True)
