@@ -47,6 +47,10 @@ def test_refit_reports_first_pass_validation_and_tests_the_refits(tmp_path):
         assert again["epoch"].tolist() == list(range(1, refit[role]["refit"]["epochs"] + 1))
         assert again.filter(like="valid_").isna().all().all()  # a refit validates nothing
     assert "trained again on train + valid" in refit["run"]["protocol"]["model_selection"]
+    report = (tmp_path / "refit" / "report.md").read_text()
+    mae = refit["teacher"]["test_without_refit"]["mae"], refit["teacher"]["test"]["mae"]
+    assert "## Refit on train + valid" in report and f"{mae[0]:.4f} → {mae[1]:.4f}" in report
+    assert "## Refit" not in (tmp_path / "plain" / "report.md").read_text()
 
     # the teacher and student-alone refits are cached; the distilled refit is the run's own
     again = run(compose_run(tmp_path / "cache", "trainer.refit_on_valid=true", "distill=kl"), tmp_path / "kl")

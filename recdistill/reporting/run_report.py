@@ -57,6 +57,21 @@ def _training_section(metrics: dict[str, Any], roles: list[str]) -> str:
     return markdown_table(["role", "best epoch", "best valid", "epochs", "seconds", "from cache"], rows)
 
 
+def _refit_section(metrics: dict[str, Any], roles: list[str]) -> str:
+    """trainer.refit_on_valid: per role, the refit's epochs, targets and cost, and the test metrics
+    of the first pass next to the refit's (which the Metrics table reports)."""
+    refitted = [role for role in roles if "refit" in metrics[role]]
+    names = headline_metrics(metrics[refitted[0]]["test"])
+    rows = []
+    for role in refitted:
+        block, refit = metrics[role], metrics[role]["refit"]
+        rows.append([role, refit.get("epochs", ""), f"{refit.get('targets', 0):,}",
+                     f"{refit.get('seconds') or 0.0:.1f}", "yes" if refit.get("from_cache") else "no",
+                     *(f"{block['test_without_refit'][m]:.4f} → {block['test'][m]:.4f}" for m in names)])
+    return markdown_table(["role", "epochs", "targets", "seconds", "from cache",
+                           *(f"test {name} (first pass → refit)" for name in names)], rows)
+
+
 def _timings_section(info: dict[str, Any]) -> str:
     stages = info.get("stage_seconds", {})
     rows = [[stage, f"{seconds:.2f}"] for stage, seconds in stages.items()]
@@ -91,8 +106,12 @@ def report_markdown(metrics: dict[str, Any], curves: bool) -> str:
     lines += ["", "## Metrics", "", "Valid and test metrics per role; efficiency measured on the test inputs.", "",
               _metrics_section(metrics, roles), "",
               "## Loss", "", f"`{info.get('loss_formula') or 'unknown'}` (distilled student)", "",
-              "## Training", "", _training_section(metrics, roles), "",
-              "## Timings", "", _timings_section(info), ""]
+              "## Training", "", _training_section(metrics, roles), ""]
+    if any("refit" in metrics[role] for role in roles):
+        lines += ["## Refit on train + valid", "",
+                  "Test metrics above are the refits'; validation metrics and the Training table are the first "
+                  "pass's.", "", _refit_section(metrics, roles), ""]
+    lines += ["## Timings", "", _timings_section(info), ""]
     if curves:
         lines += ["## Training curves", "", f"![training curves]({CURVES})", ""]
     return "\n".join(lines)
