@@ -2,6 +2,7 @@
 throughput and the evaluator's peak memory.
 
     python scripts/bench_ranking.py --dataset ml100k            # real ML-100K, full training runs
+    python scripts/bench_ranking.py --dataset ml1m --models sasrec_large,sasrec_small,bpr_mf_large,bpr_mf_small
     python scripts/bench_ranking.py --dataset synthetic         # 100k users x 50k items x ~10M
     python scripts/bench_ranking.py --dataset synthetic --users 20000 --models sasrec_small,bpr_mf_small
 
@@ -15,6 +16,9 @@ For each model config (one process each, so CPU peak memory is that model's alon
   masking, in users/s, and the evaluator's peak memory above the memory in use before it started
   (resident memory sampled every 5 ms on CPU; torch's peak allocation on CUDA).
 The synthetic data and its split are cached under `--cache` so reruns skip the generation.
+On ML-1M (`recdistill data fetch ml-1m` first) the models are configured as in the study
+(`+experiment=movielens_1m_rank_kd` for matrix factorisations, `movielens_1m_rank_kd_sasrec` for SASRec)
+and the split is its leave-one-out by time.
 """
 
 from __future__ import annotations
@@ -34,13 +38,13 @@ from rich.table import Table
 
 from recdistill.cli import config_dir
 from recdistill.config_schema import register_schemas
-from recdistill.data.readers.movielens_100k import MovieLens100K
-from recdistill.data.split_config import LeaveOneOutSplit
-from recdistill.data.synthetic import SyntheticConfig
 from recdistill.data.loading import load_dataset
 from recdistill.data.ranking_data import RankingData
+from recdistill.data.readers.movielens_1m import MovieLens1M
+from recdistill.data.readers.movielens_100k import MovieLens100K
+from recdistill.data.split_config import LeaveOneOutSplit
 from recdistill.data.splits import load_split, make_split, save_split
-from recdistill.data.synthetic import generate_synthetic
+from recdistill.data.synthetic import SyntheticConfig, generate_synthetic
 from recdistill.evaluation.efficiency import training_throughput
 from recdistill.evaluation.ranking_eval import full_ranking_topk
 from recdistill.models.ranking_base import RankingShape
@@ -97,8 +101,8 @@ class PeakMemory:
 
 def load_frames(args: argparse.Namespace) -> tuple[dict[str, pd.DataFrame], int, int]:
     """Leave-one-out frames of the benchmark dataset (synthetic ones cached on disk)."""
-    if args.dataset == "ml100k":
-        data = load_dataset(MovieLens100K.Config(cache_dir=str(args.cache)))
+    if args.dataset in READERS:
+        data = load_dataset(READERS[args.dataset].Config(cache_dir=str(args.cache)))
         split = make_split(data.interactions, LeaveOneOutSplit(), seed=0)
         return {"train": split.train, "valid": split.valid, "test": split.test}, data.n_users, data.n_items
     folder = args.cache / f"bench_synthetic_{args.users}x{args.items}x{args.per_user}"
@@ -112,10 +116,21 @@ def load_frames(args: argparse.Namespace) -> tuple[dict[str, pd.DataFrame], int,
     return {"train": split.train, "valid": split.valid, "test": split.test}, args.users, args.items
 
 
-def compose_config(group: str, option: str):
+#: Real datasets the benchmark reads from the recdistill cache.
+READERS = {"ml100k": MovieLens100K, "ml1m": MovieLens1M}
+
+
+def experiment_of(dataset: str, option: str) -> str:
+    """The experiment whose settings (history length, model sizes) the benchmark uses for a model."""
+    if dataset != "ml1m":
+        return "movielens_rank_kd"
+    return "movielens_1m_rank_kd_sasrec" if option.startswith("sasrec") else "movielens_1m_rank_kd"
+
+
+def compose_config(experiment: str, group: str, option: str):
     register_schemas()
     with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
-        return compose(config_name="config", overrides=["+experiment=movielens_rank_kd", f"{group}={option}"])
+        return compose(config_name="config", overrides=[f"+experiment={experiment}", f"{group}={option}"])
 
 
 def sync(device: torch.device) -> None:
@@ -157,7 +172,7 @@ def measure(args: argparse.Namespace, label: str) -> dict:
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     group, option = MODELS[label]
-    cfg = compose_config(group, option)
+    cfg = compose_config(experiment_of(args.dataset, option), group, option)
     frames, n_users, n_items = load_frames(args)
     history = cfg.evaluator.history_length
     data = RankingData(frames, n_users, n_items, history)
@@ -190,7 +205,7 @@ def measure(args: argparse.Namespace, label: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", choices=["ml100k", "synthetic"], default="ml100k")
+    parser.add_argument("--dataset", choices=[*READERS, "synthetic"], default="ml100k")
     parser.add_argument("--users", type=int, default=100_000, help="synthetic users")
     parser.add_argument("--items", type=int, default=50_000, help="synthetic items")
     parser.add_argument("--per-user", type=int, default=100, help="synthetic mean interactions per user")
@@ -202,7 +217,7 @@ def main() -> None:
     parser.add_argument("--stride", type=int, default=0,
                         help="sequence models: trainer sequence_stride (0 = rows do not overlap)")
     parser.add_argument("--full", action=argparse.BooleanOptionalAction, default=None,
-                        help="also train to early stopping (default: on for ml100k, off for synthetic)")
+                        help="also train to early stopping (default: on for ml100k, off otherwise)")
     parser.add_argument("--eval-users", type=int, default=10_000, help="test users ranked in the timing")
     parser.add_argument("--user-batch", type=int, default=1024, help="users per scoring pass")
     parser.add_argument("--item-chunk", type=int, default=65_536, help="items per scoring chunk")

