@@ -96,11 +96,12 @@ def test_rating_strategy_on_the_ranking_task_is_a_clean_error(tmp_path):
 
 
 @pytest.mark.slow
-def test_an_interrupted_ranking_run_resumes_to_the_same_metrics(tmp_path, monkeypatch):
+@pytest.mark.parametrize("strategy", ["de_rrd", "htd"])  # both carry learned experts; HTD also an annealed temperature
+def test_an_interrupted_ranking_run_resumes_to_the_same_metrics(tmp_path, monkeypatch, strategy):
     def comparable(metrics):
         return {role: {s: metrics[role][s] for s in ("valid", "test")} for role in ("teacher", "student_kd")}
 
-    overrides = ("trainer.student.epochs=3", "distill=de_rrd", "train_student_alone=false")
+    overrides = ("trainer.student.epochs=3", f"distill={strategy}", "train_student_alone=false")
     full = run(compose_ranking(tmp_path / "cache_full", *overrides), tmp_path / "full")
     restore_saving = crash_in_second_epoch_of("student_kd", monkeypatch)
     cfg = compose_ranking(tmp_path / "cache_cut", *overrides)
