@@ -90,7 +90,7 @@ def recbole_config(args: argparse.Namespace, scratch: Path) -> tuple[str, dict]:
         "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
         "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"},
         "metrics": ["Hit", "NDCG"], "topk": [10], "valid_metric": "NDCG@10", "device": "cpu", "use_gpu": False,
-        "epochs": max(args.epochs, 1), "train_batch_size": args.batch_size, "eval_batch_size": 4096,
+        "epochs": args.epochs, "train_batch_size": args.batch_size, "eval_batch_size": 4096,
         "seed": 2020, "show_progress": False, "save_dataset": False, "save_dataloaders": False,
         "embedding_size": args.dim,
     }
