@@ -13,6 +13,7 @@ from torch import nn
 from recdistill.distill.knowledge import TeacherKnowledge
 from recdistill.distill.objective import build_objective
 from recdistill.distill.ranking_strategy import (
+    TEACHER_ROWS_PER_GATHER,
     RankingStrategy,
     rank_discount_sample,
     sample_outside,
@@ -204,6 +205,17 @@ def test_sample_outside_never_returns_excluded_items() -> None:
     drawn = sample_outside(excluded, 500, 10, torch.Generator().manual_seed(0))
     assert set(drawn[0].tolist()) == {8, 9}
     assert set(drawn[1].tolist()) == {0, 1, 2}
+
+
+def test_teacher_scores_of_per_user_items_are_user_repr_dot_item_repr_over_many_gather_blocks() -> None:
+    teacher = random_knowledge(n_users=150, n_items=40, topk=5)
+    strategy = setup(ScoreKD(ScoreKDParams(candidates="topk_sampled", topk=5, n_samples=3)), teacher, 4)
+    users = torch.randint(0, 150, (TEACHER_ROWS_PER_GATHER * 2 + 7,), generator=torch.Generator().manual_seed(0))
+    items = torch.randint(0, 40, (len(users), 9), generator=torch.Generator().manual_seed(1))  # (F, n)
+    user_repr, item_repr = teacher.tensors["user_repr"], teacher.tensors["item_repr"]
+    expected = (user_repr[users][:, None, :] * item_repr[items]).sum(-1)  # (F, n)
+    torch.testing.assert_close(strategy.teacher_scores(users, items, torch.device("cpu")), expected)
+    assert strategy.teacher_scores(users[:0], items[:0], torch.device("cpu")).shape == (0, 9)
 
 
 @pytest.mark.parametrize("make", [
