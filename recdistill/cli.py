@@ -180,8 +180,10 @@ def train_command(args: list[str]) -> None:
     sys.argv = ["recdistill train", *arguments]
     full_error = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises its errors instead of printing them and exiting 1
+    finished = False
     try:
         train_job()
+        finished = True
     except (HydraException, OmegaConfBaseException) as error:
         if any(error is crash for crash in crashes):
             raise
@@ -191,8 +193,10 @@ def train_command(args: list[str]) -> None:
             os.environ.pop("HYDRA_FULL_ERROR", None)
         else:
             os.environ["HYDRA_FULL_ERROR"] = full_error
-        if parallel:
+        if parallel and not finished:
             distributed.close()
+    if parallel:
+        distributed.leave()
 
 
 def hydra_error_message(error: Exception) -> str:

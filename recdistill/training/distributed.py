@@ -20,12 +20,14 @@ The process group is gloo for CPU tensors and, where CUDA and NCCL are present, 
 from __future__ import annotations
 
 import inspect
+import logging
 import os
+import sys
 import tempfile
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, Iterator, NoReturn, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -76,9 +78,25 @@ def init() -> None:
 
 
 def close() -> None:
-    """Leave the process group, if this process joined one."""
+    """Leave the process group, if this process joined one (after a failure: see `leave` for a success)."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def leave() -> NoReturn:
+    """End this process after a successful run under torchrun: once every rank is here, flush the logs and
+    the standard streams and exit 0 at once (os._exit), without tearing the process group down.
+
+    Tearing gloo's group down, by destroy_process_group or by the interpreter's finalisation, aborted rank 0
+    ("terminate called without an active exception", SIGABRT) after every file of the run was written, in
+    about one run in 12 to 36 of the test job under torch 2.13 on the CPU; torchrun then reports the run
+    failed. Nothing a finished run holds needs a destructor: the trackers are closed and the files written
+    atomically, so exiting without running any is safe, and the exit status is the run's."""
+    barrier()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(0)
 
 
 def share(value: T) -> T:
