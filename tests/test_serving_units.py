@@ -116,13 +116,16 @@ def test_recommender_reads_histories_and_excludes_seen_items():
     assert batch[["user", "rank", "item", "title"]].values.tolist() == [["005", 1, "a", "Title a"],
                                                                        ["u0", 1, "c", "Title c"]]
     with pytest.raises(ConfigError, match="either a known user or a history"):
-        recommender.recommend(user="u0", history=["a"])
+        recommender.recommend(user="u0", history=["a"], k=2)
     with pytest.raises(ConfigError, match="history is empty"):
-        recommender.recommend(history=[])
-    with pytest.raises(ConfigError, match="k=0 must be"):
+        recommender.recommend(history=[], k=2)
+    with pytest.raises(ConfigError, match=r"k=0 is out of range: give 1\.\.5"):
         recommender.recommend(user="u0", k=0)
+    with pytest.raises(ConfigError, match=r"k=6 is out of range: give 1\.\.5 \(the number of items"):
+        recommender.recommend_users(["u0"], k=6)  # a list longer than the catalogue cannot be filled
+    assert len(recommender.recommend(user="005", k=5, exclude_seen=False).items) == 5
     with pytest.raises(UnknownIdError, match="'nobody'"):
-        recommender.recommend_users(["u0", "nobody"])
+        recommender.recommend_users(["u0", "nobody"], k=2)
 
 
 def test_the_export_check_fails_on_a_score_difference_beyond_the_tolerance():

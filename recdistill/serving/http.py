@@ -28,6 +28,7 @@ from recdistill.errors import ConfigError, DependencyError
 from recdistill.serving.catalog import UnknownIdError
 from recdistill.serving.manifest import read_manifest
 from recdistill.serving.recommend import Recommender
+from recdistill.serving.recommend import check_k as check_list_length
 from recdistill.serving.scorers import TorchScorer
 from recdistill.utils import runinfo
 
@@ -85,9 +86,10 @@ def check_k(k: Any, n_items: int) -> int:
     """k as an int within 1..n_items; BadRequest 422 naming the value and the range otherwise."""
     if isinstance(k, bool) or not isinstance(k, int):
         raise BadRequest(422, f"k must be a whole number in 1..{n_items}, got {json.dumps(k)}")
-    if not 1 <= k <= n_items:
-        raise BadRequest(422, f"k={k} is out of range: give 1..{n_items} (the number of items the model ranks)")
-    return k
+    try:
+        return check_list_length(k, n_items)
+    except ConfigError as error:
+        raise BadRequest(422, str(error)) from None
 
 
 def parse_history_body(body: bytes, n_items: int) -> tuple[list[str], int, bool]:

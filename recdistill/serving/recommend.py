@@ -123,9 +123,9 @@ class Recommender:
                   exclude_seen: bool = True) -> Recommendations:
         """The top-k list of a known `user` (raw id) or of a new user given their `history` (raw item
         ids, oldest first); seen items (the user's history) are excluded unless `exclude_seen` is False."""
-        check_k(k)
         if (user is None) == (history is None):
             raise ConfigError("give either a known user or a history of items, not both and not neither")
+        check_k(k, self.catalog.n_items)
         if user is not None:
             index = self.catalog.user_indices([user])
             scores = self.known_user_scores(index)
@@ -158,7 +158,7 @@ class Recommender:
                         batch_size: int = BATCH_SIZE) -> pd.DataFrame:
         """Top-k lists of known `users` (raw ids) as one table: user, rank, item, (title,) score;
         UnknownIdError naming every unknown user before anything is scored."""
-        check_k(k)
+        check_k(k, self.catalog.n_items)
         index = self.catalog.user_indices(users)
         frames = []
         for start in range(0, len(index), batch_size):
@@ -178,7 +178,11 @@ class Recommender:
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
 
-def check_k(k: int) -> None:
-    """ConfigError unless k >= 1."""
-    if not isinstance(k, (int, np.integer)) or k < 1:
-        raise ConfigError(f"k={k!r} must be a whole number >= 1")
+def check_k(k: int, n_items: int) -> int:
+    """`k` if it is a whole number in 1..n_items (a longer list than the catalogue cannot be filled);
+    ConfigError naming the value and the range otherwise."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise ConfigError(f"k must be a whole number in 1..{n_items}, got {k!r}")
+    if not 1 <= k <= n_items:
+        raise ConfigError(f"k={k} is out of range: give 1..{n_items} (the number of items the model ranks)")
+    return int(k)
