@@ -81,6 +81,7 @@ BAD_VALUES = [
     (["trainer.teacher.grad_clip=-1"], "trainer.teacher.grad_clip=-1.0 must be a finite number >= 0 (0 = off)"),
     (["trainer.eval_batch_size=0"], "trainer.eval_batch_size=0 must be >= 1"),
     (["evaluator.history_length=0"], "evaluator.history_length=0 must be >= 1"),
+    (["evaluator.latency_warmup=-1"], "evaluator.latency_warmup=-1 must be >= 0"),
     ([*RANK, "evaluator.ks=[0]"], "evaluator.ks=[0] must be one or more cut-offs K >= 1, e.g. [5, 10, 20]"),
     ([*RANK, "evaluator.ks=[]"], "evaluator.ks=[] must be one or more cut-offs K >= 1, e.g. [5, 10, 20]"),
     ([*RANK, "evaluator.n_negatives=0"], "evaluator.n_negatives=0 must be >= 1"),

@@ -69,3 +69,10 @@ def test_efficiency_report_default_forward_on_tensor_batch() -> None:
     report = efficiency_report(model, torch.randn(10, 4), n_warmup=0, n_repeats=3)
     assert report["batch_size"] == 10 and report["size_bytes"] > 0
     assert not model.training
+
+
+def test_efficiency_report_makes_warmup_plus_repeat_calls() -> None:
+    calls = []
+    model = nn.Linear(3, 2)
+    efficiency_report(model, torch.zeros(4, 3), forward=lambda m, b: calls.append(m(b)), n_warmup=1, n_repeats=2)
+    assert len(calls) == 3

@@ -107,3 +107,25 @@ def test_a_run_folder_refuses_a_different_config(tmp_path):
     cfg.seed = 1
     with pytest.raises(ConfigError, match="different config"):
         claim_run_dir(cfg, tmp_path / "run")
+
+
+@pytest.mark.parametrize("experiment", ["synthetic_kd", "synthetic_rank_kd"])
+def test_latency_warmup_and_repeats_reach_every_roles_timing(tmp_path, monkeypatch, experiment):
+    from recdistill.evaluation import efficiency
+
+    timed = []
+    measure = efficiency.measure_latency
+
+    def record(fn, n_warmup, n_repeats, device):
+        timed.append((n_warmup, n_repeats))
+        return measure(fn, n_warmup, n_repeats, device)
+
+    monkeypatch.setattr(efficiency, "measure_latency", record)
+    register_schemas()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
+        cfg = compose(config_name="config", overrides=[
+            f"+experiment={experiment}", f"cache_dir={tmp_path / 'cache'}", "trainer.teacher.epochs=1",
+            "trainer.student.epochs=1", "evaluator.latency_warmup=0", "evaluator.latency_repeats=2"])
+    run(cfg, tmp_path / "run")
+    assert len(timed) >= 3 and set(timed) == {(0, 2)}  # teacher, student, student_kd at least

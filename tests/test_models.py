@@ -144,3 +144,37 @@ def test_rating_mse_weight_adds_the_squared_error_of_the_expected_rating():
     expected = (output.logits.softmax(-1) * torch.arange(1.0, 6.0)).sum(-1)  # by hand, classes 1..5
     torch.testing.assert_close(terms["mse"], 0.5 * (expected - batch["rating"]).pow(2).mean())
     torch.testing.assert_close(terms["ce"], torch.nn.functional.cross_entropy(output.logits, batch["label"]))
+
+
+def test_attention_block_adds_each_heads_distance_bias_and_reads_only_allowed_keys():
+    import math
+
+    from recdistill.models.rating_transformer import EarlierSlotsBlock
+
+    torch.manual_seed(0)
+    batch, length, dim, heads, max_distance = 3, 6, 8, 2, 4
+    block = EarlierSlotsBlock(dim, heads, ff_mult=2, dropout=0.0, max_distance=max_distance).eval()
+    torch.nn.init.normal_(block.distance_bias, std=1.0)
+    states, ratings = torch.randn(batch, length, dim), torch.randn(batch, length, dim)
+    recency = torch.randint(0, max_distance + 1, (batch, length, length))
+    allowed = torch.rand(batch, length, length) > 0.4
+    allowed[:, :, 0] = True  # every query reads something
+    allowed[:, :, 3] = False  # and none reads slot 3
+    bias_index = torch.where(allowed, recency, max_distance + 1)
+
+    def split(x):
+        return x.view(batch, length, heads, dim // heads).transpose(1, 2)
+
+    query = split(block.query(block.norm_query(states)))
+    key, value = (split(x) for x in block.key_value(block.norm_memory(states + ratings)).chunk(2, dim=-1))
+    scores = query @ key.transpose(-1, -2) / math.sqrt(dim // heads)  # (B, H, S, S)
+    scores = scores + torch.stack([block.distance_bias[h][recency] for h in range(heads)], dim=1)
+    scores = scores.masked_fill(~allowed.unsqueeze(1), float("-inf"))
+    attended = (scores.softmax(-1) @ value).transpose(1, 2).reshape(batch, length, dim)
+    expected = states + block.out(attended)
+    expected = expected + block.ff(block.norm_ff(expected))
+    with torch.no_grad():
+        torch.testing.assert_close(block(states, ratings, bias_index), expected, atol=1e-5, rtol=1e-5)
+        moved = ratings.clone()
+        moved[:, 3] += 1.0
+        torch.testing.assert_close(block(states, moved, bias_index), block(states, ratings, bias_index))

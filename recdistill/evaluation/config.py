@@ -34,6 +34,7 @@ class EvaluatorConfig:
     input_history: str = "earlier_visible"
     latency_batch_size: int = bounded(256, ge=1)  # batch size for the scoring-latency measurement
     latency_repeats: int = bounded(20, ge=1)  # timed repeats (median and p90 are reported)
+    latency_warmup: int = bounded(3, ge=0)  # untimed calls before the timed repeats
 
 
 @dataclass

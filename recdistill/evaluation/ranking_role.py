@@ -55,7 +55,7 @@ def evaluate_ranking_role(role: str, model: RankingModel, lists: RankingData, ev
     batch = lists.user_batch(users, "test", device)
     all_items = torch.arange(lists.n_items, device=device)
     block["efficiency"] = efficiency_report(model, batch, forward=lambda m, b: m.score_items(m(b).state, all_items),
-                                            n_repeats=evaluator.latency_repeats)
+                                            n_warmup=evaluator.latency_warmup, n_repeats=evaluator.latency_repeats)
     log.info("evaluate %s: test %s", role, {k: round(v, 4) for k, v in block["test"].items() if "@10" in k})
     frame = topk_frame(topk)
     frame.insert(0, "role", role)

@@ -41,7 +41,7 @@ def rating_validator(inputs: RatingWindows | UserRows, batch_size: int, device: 
 
 def evaluate_rating_role(role: str, model: RatingModel, inputs: dict[str, RatingWindows | UserRows],
                          windows: dict[str, RatingWindows], batch_size: int, latency_batch_size: int,
-                         latency_repeats: int, device: torch.device) -> RoleResult:
+                         latency_repeats: int, device: torch.device, latency_warmup: int = 3) -> RoleResult:
     """Valid/test metrics, per-user test metrics and efficiency of one trained rating model.
 
     `inputs[split]` feeds the model, `windows[split]` holds the targets (the same rows)."""
@@ -57,6 +57,6 @@ def evaluate_rating_role(role: str, model: RatingModel, inputs: dict[str, Rating
             per_user.insert(0, "role", role)
     latency_rows = torch.arange(min(latency_batch_size, len(windows["test"])))
     block["efficiency"] = efficiency_report(model, windows["test"].batch(latency_rows, device),
-                                            n_repeats=latency_repeats)
+                                            n_warmup=latency_warmup, n_repeats=latency_repeats)
     log.info("evaluate %s: test %s", role, {k: round(v, 4) for k, v in block["test"].items()})
     return RoleResult(block, per_user)

@@ -59,12 +59,14 @@ class EarlierSlotsBlock(nn.Module):
         self.ff = nn.Sequential(nn.Linear(dim, ff_mult * dim), nn.GELU(), nn.Linear(ff_mult * dim, dim))
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, states: torch.Tensor, ratings: torch.Tensor, allowed: torch.Tensor,
-                recency: torch.Tensor) -> torch.Tensor:
-        """states, ratings (B, S, D); allowed (B, S, S) query may read key; recency (B, S, S) bias index."""
+    def forward(self, states: torch.Tensor, ratings: torch.Tensor, bias_index: torch.Tensor) -> torch.Tensor:
+        """states, ratings (B, S, D); bias_index (B, S, S): the distance bias of (query, key), or
+        `max_distance + 1` where the query may not read the key."""
         batch, length, dim = states.shape
-        bias = self.distance_bias[:, recency].transpose(0, 1)  # (B, H, S, S)
-        mask = torch.where(allowed.unsqueeze(1), bias, float("-inf"))  # (B, H, S, S)
+        # one index_select from the biases padded with a -inf column builds the additive mask: an
+        # advanced-index gather then a masked fill over (B, H, S, S) cost 4x the attention itself
+        biases = F.pad(self.distance_bias, (0, 1), value=float("-inf"))  # (H, max_distance + 2)
+        mask = biases.index_select(1, bias_index.flatten()).view(self.n_heads, *bias_index.shape).transpose(0, 1)
         heads = lambda x: x.view(batch, length, self.n_heads, dim // self.n_heads).transpose(1, 2)  # noqa: E731
         query = heads(self.query(self.norm_query(states)))  # (B, H, S, Dh)
         key, value = self.key_value(self.norm_memory(states + ratings)).chunk(2, dim=-1)  # (B, S, D) each
@@ -151,8 +153,9 @@ class RatingTransformer(RatingModel):
         recency = before_query.unsqueeze(2) - readable_so_far.unsqueeze(1) + 1  # (B, S + 1, S + 1)
         recency = recency.clamp(1, self.shape.history_length + 1)
         recency[:, :, 0] = 0  # the start slot has its own bias
+        bias_index = torch.where(allowed, recency, self.shape.history_length + 2)  # past the last bias: -inf
         for block in self.blocks:
-            states = block(states, ratings, allowed, recency)
+            states = block(states, ratings, bias_index)
         hidden = self.final_norm(states[:, 1:][batch["seq_target"]])  # (M, D)
         logits = self.classifier(self.drop(hidden))  # (M, C)
         expected = logits.softmax(dim=-1) @ self.class_values  # (M,)

@@ -29,7 +29,7 @@ MODEL_CACHE_FORMAT = 4
 #: Dataset keys that say where the data came from, not what it is.
 DATA_LOCATION_KEYS = ("cache_dir", "source")
 #: Evaluator keys that change how fast evaluation runs or what is reported, never which epoch is selected.
-REPORTING_KEYS = ("latency_batch_size", "latency_repeats", "user_batch_size", "item_chunk", "ks")
+REPORTING_KEYS = ("latency_batch_size", "latency_repeats", "latency_warmup", "user_batch_size", "item_chunk", "ks")
 #: Roles whose model, loop and seed are the teacher's (`source`: transfer's source model).
 TEACHER_LIKE = ("teacher", "source")
 

@@ -44,7 +44,7 @@ class TrainerConfig:
 
     teacher: LoopConfig = field(default_factory=LoopConfig)
     student: LoopConfig = field(default_factory=LoopConfig)
-    eval_batch_size: int = bounded(4096, ge=1)  # rows per forward pass during evaluation and extraction
+    eval_batch_size: int = bounded(1024, ge=1)  # targets per forward pass during evaluation and extraction
     # after selection on validation, train every model again from its initial weights on train + valid
     # for its selected number of epochs; test metrics come from these refits (recdistill.run.refit)
     refit_on_valid: bool = False
