@@ -160,7 +160,7 @@ def test_attention_block_adds_each_heads_distance_bias_and_reads_only_allowed_ke
     allowed = torch.rand(batch, length, length) > 0.4
     allowed[:, :, 0] = True  # every query reads something
     allowed[:, :, 3] = False  # and none reads slot 3
-    bias_index = torch.where(allowed, recency, max_distance + 1)
+    bias_index = torch.where(allowed, recency, block.blocked)
 
     def split(x):
         return x.view(batch, length, heads, dim // heads).transpose(1, 2)

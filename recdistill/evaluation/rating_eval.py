@@ -41,7 +41,7 @@ def rating_validator(inputs: RatingWindows | UserRows, batch_size: int, device: 
 
 def evaluate_rating_role(role: str, model: RatingModel, inputs: dict[str, RatingWindows | UserRows],
                          windows: dict[str, RatingWindows], batch_size: int, latency_batch_size: int,
-                         latency_repeats: int, device: torch.device, latency_warmup: int = 3) -> RoleResult:
+                         latency_repeats: int, latency_warmup: int, device: torch.device) -> RoleResult:
     """Valid/test metrics, per-user test metrics and efficiency of one trained rating model.
 
     `inputs[split]` feeds the model, `windows[split]` holds the targets (the same rows)."""

@@ -48,6 +48,7 @@ class EarlierSlotsBlock(nn.Module):
     def __init__(self, dim: int, n_heads: int, ff_mult: int, dropout: float, max_distance: int) -> None:
         super().__init__()
         self.distance_bias = nn.Parameter(torch.zeros(n_heads, max_distance + 1))  # index 0 = start slot
+        self.blocked = max_distance + 1  # the bias index of a key the query may not read (-inf)
         self.n_heads = n_heads
         self.dropout = dropout
         self.norm_query = nn.LayerNorm(dim)
@@ -61,7 +62,7 @@ class EarlierSlotsBlock(nn.Module):
 
     def forward(self, states: torch.Tensor, ratings: torch.Tensor, bias_index: torch.Tensor) -> torch.Tensor:
         """states, ratings (B, S, D); bias_index (B, S, S): the distance bias of (query, key), or
-        `max_distance + 1` where the query may not read the key."""
+        `self.blocked` where the query may not read the key."""
         batch, length, dim = states.shape
         # one index_select from the biases padded with a -inf column builds the additive mask: an
         # advanced-index gather then a masked fill over (B, H, S, S) cost 4x the attention itself
@@ -153,7 +154,7 @@ class RatingTransformer(RatingModel):
         recency = before_query.unsqueeze(2) - readable_so_far.unsqueeze(1) + 1  # (B, S + 1, S + 1)
         recency = recency.clamp(1, self.shape.history_length + 1)
         recency[:, :, 0] = 0  # the start slot has its own bias
-        bias_index = torch.where(allowed, recency, self.shape.history_length + 2)  # past the last bias: -inf
+        bias_index = torch.where(allowed, recency, self.blocks[0].blocked)  # (B, S + 1, S + 1)
         for block in self.blocks:
             states = block(states, ratings, bias_index)
         hidden = self.final_norm(states[:, 1:][batch["seq_target"]])  # (M, D)

@@ -107,8 +107,8 @@ class RatingTask(Task):
     def evaluate(self, role: str, model: nn.Module, data: RatingData) -> RoleResult:
         evaluator = self.evaluator
         return evaluate_rating_role(role, model, data.evaluation, data.windows, self.cfg.trainer.eval_batch_size,
-                                    evaluator.latency_batch_size, evaluator.latency_repeats, self.device,
-                                    evaluator.latency_warmup)
+                                    evaluator.latency_batch_size, evaluator.latency_repeats,
+                                    evaluator.latency_warmup, self.device)
 
     def baselines(self, data: RatingData) -> dict[str, tuple[nn.Module, dict]]:
         """Mean-rating baselines fitted on every rating a model may learn from (training split plus
