@@ -10,6 +10,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
+from recdistill.distill import ranking_strategy
 from recdistill.distill.knowledge import TeacherKnowledge
 from recdistill.distill.objective import build_objective
 from recdistill.distill.ranking_strategy import (
@@ -200,14 +201,31 @@ def test_rank_discount_sample_is_without_replacement_sorted_and_puts_invalid_ran
     assert cold.tolist() == [[0, 1, 2]] * 3  # a tiny temperature keeps the top ranks
 
 
-def test_sample_outside_never_returns_excluded_items() -> None:
+@pytest.mark.parametrize("dense_cells", [0, 1 << 26], ids=["binary_search", "dense_mask"])
+def test_sample_outside_never_returns_excluded_items(dense_cells: int, monkeypatch) -> None:
+    monkeypatch.setattr(ranking_strategy, "DENSE_EXCLUSION_CELLS", dense_cells)
     excluded = torch.tensor([[0, 1, 2, 3, 4, 5, 6, 7], [9, 8, 7, 6, 5, 4, 3, -1]])
     drawn = sample_outside(excluded, 500, 10, torch.Generator().manual_seed(0))
     assert set(drawn[0].tolist()) == {8, 9}
     assert set(drawn[1].tolist()) == {0, 1, 2}
 
 
-def test_teacher_scores_of_per_user_items_are_user_repr_dot_item_repr_over_many_gather_blocks() -> None:
+def test_sample_outside_draws_the_same_items_with_a_dense_mask_and_by_binary_search(monkeypatch) -> None:
+    excluded = torch.randint(-1, 50, (30, 20), generator=torch.Generator().manual_seed(0))  # repeats, -1 too
+    drawn = {}
+    for cells in (0, 1 << 26):
+        monkeypatch.setattr(ranking_strategy, "DENSE_EXCLUSION_CELLS", cells)
+        drawn[cells] = sample_outside(excluded, 40, 50, torch.Generator().manual_seed(3))
+    assert torch.equal(drawn[0], drawn[1 << 26])
+    assert not (drawn[0][:, :, None] == excluded[:, None, :]).any()
+
+
+@pytest.mark.parametrize(("table_cells", "ratio"), [(0, 0), (0, 1000), (1 << 25, 0)],
+                         ids=["gather_blocks", "full_catalogue_matmul", "score_table"])
+def test_teacher_scores_of_per_user_items_are_user_repr_dot_item_repr(table_cells: int, ratio: int,
+                                                                      monkeypatch) -> None:
+    monkeypatch.setattr(ranking_strategy, "TEACHER_SCORE_TABLE_CELLS", table_cells)
+    monkeypatch.setattr(ranking_strategy, "FULL_CATALOGUE_RATIO", ratio)
     teacher = random_knowledge(n_users=150, n_items=40, topk=5)
     strategy = setup(ScoreKD(ScoreKDParams(candidates="topk_sampled", topk=5, n_samples=3)), teacher, 4)
     users = torch.randint(0, 150, (TEACHER_ROWS_PER_GATHER * 2 + 7,), generator=torch.Generator().manual_seed(0))
