@@ -217,14 +217,14 @@ class RankingStrategy(Strategy):
 
     def teacher_scores(self, users: torch.Tensor, items: torch.Tensor, device: torch.device) -> torch.Tensor:
         """(F, n) teacher scores user_repr[u] . item_repr[i]; items (n,) shared or (F, n) per user."""
-        if items.dim() == 2 and self.n_users * self.n_items <= TEACHER_SCORE_TABLE_CELLS:
+        if items.dim() == 2 and len(self.teacher["user_repr"]) * self.n_items <= TEACHER_SCORE_TABLE_CELLS:
             rows = self.teacher_score_table(device).index_select(0, users.to(device))  # (F, I)
             return rows.gather(1, items.to(device))  # (F, n); 2x faster than advanced indexing on a CPU
         user_repr = self.teacher_for("user_repr", users, device)  # (F, Dt)
         if items.dim() == 1:
             return user_repr @ self.teacher_items(items, device).T  # (F, n)
         if self.n_items <= FULL_CATALOGUE_RATIO * items.shape[1]:
-            return (user_repr @ self.teacher_item_table(device).T).gather(1, items)  # (F, I) -> (F, n)
+            return (user_repr @ self.teacher_item_table(device).T).gather(1, items.to(device))  # (F, I) -> (F, n)
         # Gathered in blocks of rows: all (F, n, Dt) vectors at once are 164 MB for 1024 x 200 x 200,
         # out of every cache; a block's products are the same numbers as the whole batch's.
         scores = user_repr.new_empty(items.shape)  # (F, n)
