@@ -361,3 +361,33 @@ def test_a_run_repeating_another_runs_config_and_seed_counts_once(tmp_path, capl
     assert sorted(runs.configs) == [str(tmp_path / "a"), str(tmp_path / "b")]
     assert sorted(runs.rows.loc[runs.rows["role"] == "student_kd", "seed"]) == [0, 1]
     assert "repeat the config and seed of another run" in caplog.text and str(tmp_path / "c") in caplog.text
+
+
+def _keep_results(monkeypatch, *args):
+    """Run scripts/keep_results.py's main with `args` as its command line."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parents[1] / "scripts" / "keep_results.py"
+    spec = importlib.util.spec_from_file_location("keep_results", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(sys, "argv", ["keep_results.py", *map(str, args)])
+    module.main()
+
+
+def test_kept_results_compare_like_the_run_folders(sweep, tmp_path, monkeypatch, capsys):
+    def groups(path):
+        compare_main([str(path), "--format", "json", "--baseline", "distill.name=none", "--metric", "mae"])
+        document = json.loads(capsys.readouterr().out)
+        return [{k: v for k, v in g.items() if k != "runs"} for g in document["groups"]]
+
+    _keep_results(monkeypatch, sweep, "--into", tmp_path / "kept", "--metric", "mae")
+    capsys.readouterr()
+    kept = tmp_path / "kept" / sweep.name
+    assert sorted(p.name for p in (kept / "0").iterdir()) == ["metrics.json", "per_user.parquet"]
+    assert list(pd.read_parquet(kept / "0" / "per_user.parquet").columns) == ["role", "user", "mae"]
+    assert groups(kept) == groups(sweep)
+    with pytest.raises(KeyError, match="ndcg@10"):
+        _keep_results(monkeypatch, sweep, "--into", tmp_path / "other", "--metric", "ndcg@10")
