@@ -24,21 +24,22 @@ from pathlib import Path
 
 import pandas as pd
 
-from recdistill.utils.atomic import write_parquet
+from recdistill.utils.atomic import atomic_path, write_parquet
 
 
 def keep(run: Path, target: Path, metrics: list[str]) -> int:
     """Copy one run's metrics.json and its per-user table (cut to `metrics`); returns the bytes written.
 
     Raises KeyError naming the run when a requested metric is not among its per-user columns."""
-    target.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(run / "metrics.json", target / "metrics.json")
     table = pd.read_parquet(run / "per_user.parquet")
-    if metrics:
+    if metrics:  # checked before anything is written: no half-kept run
         missing = [m for m in metrics if m not in table.columns]
         if missing:
             raise KeyError(f"{run}: per_user.parquet has no {missing}; it has {sorted(table.columns)}")
         table = table[["role", "user", *metrics]]
+    target.mkdir(parents=True, exist_ok=True)
+    with atomic_path(target / "metrics.json") as tmp:
+        shutil.copyfile(run / "metrics.json", tmp)
     write_parquet(target / "per_user.parquet", table)
     return sum(f.stat().st_size for f in target.iterdir())
 

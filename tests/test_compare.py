@@ -391,3 +391,4 @@ def test_kept_results_compare_like_the_run_folders(sweep, tmp_path, monkeypatch,
     assert groups(kept) == groups(sweep)
     with pytest.raises(KeyError, match="ndcg@10"):
         _keep_results(monkeypatch, sweep, "--into", tmp_path / "other", "--metric", "ndcg@10")
+    assert not (tmp_path / "other").exists()  # nothing half-kept
