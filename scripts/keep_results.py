@@ -12,7 +12,8 @@ for the run folders:
     recdistill compare scripts/results/ml1m_sasrec --metric ndcg@10 --metric recall@10
 
 Per-user metrics are numbers computed by recdistill, not the data set; user ids are the split's
-internal indices. A run folder without metrics.json (failed or unfinished) is skipped and named.
+internal indices. A run folder holding only one of the two files (failed or unfinished) is skipped and
+named; runs kept earlier in OUT are left as they are.
 """
 
 from __future__ import annotations
@@ -27,21 +28,39 @@ import pandas as pd
 from recdistill.utils.atomic import atomic_path, write_parquet
 
 
-def keep(run: Path, target: Path, metrics: list[str]) -> int:
-    """Copy one run's metrics.json and its per-user table (cut to `metrics`); returns the bytes written.
+def cut(run: Path, metrics: list[str]) -> pd.DataFrame:
+    """The run's per-user table, cut to `metrics` (all columns when empty).
 
-    Raises KeyError naming the run when a requested metric is not among its per-user columns."""
+    Raises KeyError naming the run when a requested metric is not among its per-user metrics."""
     table = pd.read_parquet(run / "per_user.parquet")
-    if metrics:  # checked before anything is written: no half-kept run
-        missing = [m for m in metrics if m not in table.columns]
-        if missing:
-            raise KeyError(f"{run}: per_user.parquet has no {missing}; it has {sorted(table.columns)}")
-        table = table[["role", "user", *metrics]]
+    missing = [m for m in metrics if m not in table.columns]
+    if missing:
+        have = sorted(c for c in table.columns if c not in ("role", "user"))
+        raise KeyError(f"{run}: per_user.parquet has no {missing}; its metrics are {have}")
+    return table[["role", "user", *metrics]] if metrics else table
+
+
+def keep(run: Path, table: pd.DataFrame, target: Path) -> int:
+    """Write one run's metrics.json and its (cut) per-user `table` under `target`; returns the bytes written."""
     target.mkdir(parents=True, exist_ok=True)
     with atomic_path(target / "metrics.json") as tmp:
         shutil.copyfile(run / "metrics.json", tmp)
     write_parquet(target / "per_user.parquet", table)
     return sum(f.stat().st_size for f in target.iterdir())
+
+
+def finished_runs(folder: Path) -> list[Path]:
+    """The runs at or below `folder` holding both files; names on stderr those holding only one."""
+    if not folder.is_dir():
+        sys.exit(f"{folder}: no such folder")
+    runs = []
+    for run in sorted({p.parent for name in ("metrics.json", "per_user.parquet") for p in folder.rglob(name)}):
+        lacking = [name for name in ("metrics.json", "per_user.parquet") if not (run / name).exists()]
+        if lacking:
+            print(f"skipped {run}: no {lacking[0]} (unfinished or failed)", file=sys.stderr)
+        else:
+            runs.append(run)
+    return runs
 
 
 def main() -> None:
@@ -50,18 +69,17 @@ def main() -> None:
     parser.add_argument("--into", type=Path, required=True, help="where the kept files go")
     parser.add_argument("--metric", action="append", default=[], help="per-user metric to keep (repeatable)")
     args = parser.parse_args()
-    kept = 0
-    for folder in args.folders:
-        for run in sorted({p.parent for p in folder.rglob("per_user.parquet")}):
-            if not (run / "metrics.json").exists():
-                print(f"skipped {run}: no metrics.json (unfinished or failed)", file=sys.stderr)
-                continue
-            relative = run.relative_to(folder)
-            size = keep(run, args.into / folder.name / relative, args.metric)
-            kept += 1
-            print(f"{run} -> {args.into / folder.name / relative} ({size / 1024:.0f} KiB)")
-    if not kept:
+    planned = [(run, args.into / folder.name / run.relative_to(folder)) for folder in args.folders
+               for run in finished_runs(folder)]
+    if not planned:
         sys.exit(f"no finished run (metrics.json + per_user.parquet) below {[str(f) for f in args.folders]}")
+    try:  # every table is cut before anything is written: a missing metric leaves no half-kept study
+        tables = [cut(run, args.metric) for run, _ in planned]
+    except KeyError as error:
+        sys.exit(f"error: {error.args[0]}")
+    for (run, target), table in zip(planned, tables):
+        size = keep(run, table, target)
+        print(f"{run} -> {target} ({size / 1024:.0f} KiB)")
 
 
 if __name__ == "__main__":
