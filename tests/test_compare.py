@@ -389,6 +389,11 @@ def test_kept_results_compare_like_the_run_folders(sweep, tmp_path, monkeypatch,
     assert sorted(p.name for p in (kept / "0").iterdir()) == ["metrics.json", "per_user.parquet"]
     assert list(pd.read_parquet(kept / "0" / "per_user.parquet").columns) == ["role", "user", "mae"]
     assert groups(kept) == groups(sweep)
+    compare_main([str(kept), "--format", "markdown", "--baseline", "distill.name=none", "--metric", "mae",
+                  "--metric", "rmse"])
+    markdown = capsys.readouterr().out
+    assert "Δ mae" in markdown and "Δ rmse" not in markdown  # rmse was cut: named, not shown as 0 pairs
+    assert markdown.rstrip().endswith("not tested, no per-user values in these runs: rmse")
     with pytest.raises(SystemExit, match="ndcg@10"):
         _keep_results(monkeypatch, sweep, "--into", tmp_path / "other", "--metric", "ndcg@10")
     assert not (tmp_path / "other").exists()  # nothing half-kept

@@ -81,8 +81,20 @@ def _is_best(value: float, best: float) -> bool:
 
 
 def _tested(summary: pd.DataFrame, metrics: list[str]) -> list[str]:
-    return [m for m in metrics
-            if is_per_user(m) and f"{m}_pairs" in summary and summary[f"{m}_pairs"].notna().any()]
+    """The metrics with at least one row paired on users."""
+    return [m for m in metrics if is_per_user(m) and f"{m}_pairs" in summary and (summary[f"{m}_pairs"] > 0).any()]
+
+
+def _untested(summary: pd.DataFrame, metrics: list[str]) -> list[str]:
+    """Per-user metrics that rows were meant to be tested on but no run has per-user values of (a kept results
+    folder cut to other metrics, say)."""
+    return [m for m in metrics if is_per_user(m) and f"{m}_pairs" in summary and summary[f"{m}_pairs"].notna().any()
+            and m not in _tested(summary, metrics)]
+
+
+def _untested_note(summary: pd.DataFrame, metrics: list[str]) -> str:
+    untested = _untested(summary, metrics)
+    return f"not tested, no per-user values in these runs: {', '.join(untested)}" if untested else ""
 
 
 def _count(value: Any) -> str:
@@ -153,6 +165,9 @@ def render_table(summary: pd.DataFrame, keys: list[str], metrics: list[str], spl
         table.add_row(*[str(row[k]) for k in [*keys, "role"]], *cells, str(row["n"]), _count(row["teacher_seeds"]))
     _console(table).print(table)
     tested = _tested(summary, metrics)
+    note = _untested_note(summary, metrics)
+    if note:
+        Console(stderr=True).print(note, markup=False, highlight=False)
     if not tested:
         return
     families = ", ".join(f"{_family(summary, m)} {m}" for m in tested)
@@ -198,7 +213,8 @@ def render_markdown(summary: pd.DataFrame, keys: list[str], metrics: list[str]) 
             for m in tested:
                 cells += _test_cells(row, m)
         rows.append(cells)
-    return markdown_table(headers, rows) + "\n"
+    note = _untested_note(summary, metrics)
+    return markdown_table(headers, rows) + "\n" + (f"\n{note}\n" if note else "")
 
 
 def machine_frame(summary: pd.DataFrame) -> pd.DataFrame:
