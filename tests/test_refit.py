@@ -1,5 +1,7 @@
 """`trainer.refit_on_valid`: models selected on validation, then trained again on train + valid."""
 
+import json
+
 import pandas as pd
 import pytest
 import torch
@@ -8,7 +10,8 @@ from hydra.core.global_hydra import GlobalHydra
 
 from recdistill.cli import config_dir
 from recdistill.config_schema import register_schemas
-from recdistill.errors import ConfigError
+from recdistill.errors import ConfigError, RecdistillError
+from recdistill.reporting.compare import compare_main
 from recdistill.run.spine import run
 from recdistill.tasks.base import get_task
 
@@ -25,7 +28,7 @@ def compose_run(cache, *overrides, experiment="synthetic_kd"):
                                                         *overrides])
 
 
-def test_refit_reports_first_pass_validation_and_tests_the_refits(tmp_path):
+def test_refit_reports_first_pass_validation_and_tests_the_refits(tmp_path, capsys):
     plain = run(compose_run(tmp_path / "cache"), tmp_path / "plain")
     refit = run(compose_run(tmp_path / "cache", "trainer.refit_on_valid=true"), tmp_path / "refit")
     for role in ROLES:
@@ -51,6 +54,13 @@ def test_refit_reports_first_pass_validation_and_tests_the_refits(tmp_path):
     mae = refit["teacher"]["test_without_refit"]["mae"], refit["teacher"]["test"]["mae"]
     assert "## Refit on train + valid" in report and f"{mae[0]:.4f} → {mae[1]:.4f}" in report
     assert "## Refit" not in (tmp_path / "plain" / "report.md").read_text()
+    for split, block in (("test_without_refit", "test_without_refit"), ("test", "test")):
+        capsys.readouterr()
+        compare_main([str(tmp_path / "refit"), "--split", split, "--metric", "mae", "--format", "json"])
+        groups = json.loads(capsys.readouterr().out)["groups"]
+        assert {g["role"]: g["mae_mean"] for g in groups} == pytest.approx({r: refit[r][block]["mae"] for r in ROLES})
+    with pytest.raises(RecdistillError, match="was not refitted"):
+        compare_main([str(tmp_path / "plain"), "--split", "test_without_refit"])
 
     # the teacher and student-alone refits are cached; the distilled refit is the run's own
     again = run(compose_run(tmp_path / "cache", "trainer.refit_on_valid=true", "distill=kl"), tmp_path / "kl")

@@ -44,8 +44,9 @@ def parse_args(args: list[str]) -> argparse.Namespace:
                         help="dotted config key to group by, repeatable (default: the keys that differ)")
     parser.add_argument("--metric", action="append", metavar="M",
                         help=f"metric to show, repeatable (default {DEFAULT_METRICS})")
-    parser.add_argument("--split", default="test", choices=["valid", "test"],
-                        help="split of the metrics (default test; paired tests always use per-user test metrics)")
+    parser.add_argument("--split", default="test", choices=["valid", "test", "test_without_refit"],
+                        help="split of the metrics (default test; test_without_refit: before a run's refit on train + "
+                             "valid; paired tests always use per-user test metrics)")
     parser.add_argument("--baseline", metavar="KEY=VALUE",
                         help="pair each group with the runs having KEY=VALUE on user, each side averaged over its "
                              "seeds first "

@@ -157,7 +157,10 @@ def _run_config(file: Path, info: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_runs(paths: list[Path], split: str = "test") -> RunSet:
-    """One row per (run, role): run folder, seed, role, model, the split's metrics and efficiency."""
+    """One row per (run, role): run folder, seed, role, model, the split's metrics and efficiency.
+
+    `split` is `valid`, `test` or `test_without_refit` (the test metrics before `trainer.refit_on_valid`
+    retrained on train + valid; RecdistillError for a run that was not refitted)."""
     files, error_files = find_runs(paths)
     failures = []
     for file in error_files:
@@ -179,6 +182,9 @@ def load_runs(paths: list[Path], split: str = "test") -> RunSet:
             for role in ROLE_ORDER:
                 if role in metrics:
                     block = metrics[role]
+                    if split == "test_without_refit" and split not in block:
+                        raise RecdistillError(f"compare --split test_without_refit: {run} ({role}) was not refitted "
+                                              "(trainer.refit_on_valid off); use --split test")
                     rows.append({"run": run, "seed": info.get("seed"), "role": role, "model": block.get("model"),
                                  **block[split], **{k: block["efficiency"].get(k) for k in EFFICIENCY}})
         except (OSError, json.JSONDecodeError, KeyError, TypeError) as problem:
