@@ -394,6 +394,12 @@ def test_kept_results_compare_like_the_run_folders(sweep, tmp_path, monkeypatch,
     markdown = capsys.readouterr().out
     assert "Δ mae" in markdown and "Δ rmse" not in markdown  # rmse was cut: named, not shown as 0 pairs
     assert markdown.rstrip().endswith("not tested, no per-user values in these runs: rmse")
+    compare_main([str(kept), "--format", "json", "--baseline", "distill.name=none", "--metric", "mae",
+                  "--metric", "rmse"])
+    document = json.loads(capsys.readouterr().out)
+    assert document["notes"] == ["not tested, no per-user values in these runs: rmse"]
+    assert all("rmse_pairs" not in g and "rmse_mean" in g for g in document["groups"])
+    assert any(g["mae_pairs"] for g in document["groups"])
     with pytest.raises(SystemExit, match="ndcg@10"):
         _keep_results(monkeypatch, sweep, "--into", tmp_path / "other", "--metric", "ndcg@10")
     assert not (tmp_path / "other").exists()  # nothing half-kept

@@ -27,7 +27,8 @@ from recdistill.reporting.plots import comparison_figure, save_figure
 from recdistill.reporting.run_report import markdown_table
 from recdistill.reporting.runs import (HEADLINE_K, Failure, aggregate, group_keys, headline_metrics,
                                        higher_is_better, load_runs, with_group_columns)
-from recdistill.reporting.significance import PROTOCOL, is_per_user, significance
+from recdistill.reporting.significance import (PROTOCOL, PerUser, is_per_user, significance,
+                                               without_per_user_values)
 
 #: Metrics shown when no --metric is given: each task's headline metrics in the metric catalogue.
 DEFAULT_METRICS = "; ".join(f"{', '.join(headline_columns(task, HEADLINE_K))} for {task}" for task in TASKS)
@@ -82,20 +83,8 @@ def _is_best(value: float, best: float) -> bool:
 
 
 def _tested(summary: pd.DataFrame, metrics: list[str]) -> list[str]:
-    """The metrics with at least one row paired on users."""
-    return [m for m in metrics if is_per_user(m) and f"{m}_pairs" in summary and (summary[f"{m}_pairs"] > 0).any()]
-
-
-def _untested(summary: pd.DataFrame, metrics: list[str]) -> list[str]:
-    """Per-user metrics that rows were meant to be tested on but no run has per-user values of (a kept results
-    folder cut to other metrics, say)."""
-    return [m for m in metrics if is_per_user(m) and f"{m}_pairs" in summary and summary[f"{m}_pairs"].notna().any()
-            and m not in _tested(summary, metrics)]
-
-
-def _untested_note(summary: pd.DataFrame, metrics: list[str]) -> str:
-    untested = _untested(summary, metrics)
-    return f"not tested, no per-user values in these runs: {', '.join(untested)}" if untested else ""
+    return [m for m in metrics
+            if is_per_user(m) and f"{m}_pairs" in summary and summary[f"{m}_pairs"].notna().any()]
 
 
 def _count(value: Any) -> str:
@@ -147,8 +136,8 @@ def _console(table: Table, stderr: bool = False) -> Console:
     return console
 
 
-def render_table(summary: pd.DataFrame, keys: list[str], metrics: list[str], split: str) -> None:
-    """Rich tables: mean ± std per group (best in bold), then the paired tests."""
+def render_table(summary: pd.DataFrame, keys: list[str], metrics: list[str], split: str, notes: list[str]) -> None:
+    """Rich tables: mean ± std per group (best in bold), then the paired tests, then `notes`."""
     table = Table(title=f"recdistill compare — {split} metrics, mean ± std over the n runs (student seeds)")
     for header in [*keys, "role"]:
         table.add_column(header, no_wrap=True)
@@ -166,11 +155,14 @@ def render_table(summary: pd.DataFrame, keys: list[str], metrics: list[str], spl
         table.add_row(*[str(row[k]) for k in [*keys, "role"]], *cells, str(row["n"]), _count(row["teacher_seeds"]))
     _console(table).print(table)
     tested = _tested(summary, metrics)
-    note = _untested_note(summary, metrics)
-    if note:
-        Console(stderr=True).print(note, markup=False, highlight=False)
-    if not tested:
-        return
+    if tested:
+        render_tests(summary, keys, tested)
+    for note in notes:
+        Console().print(note, markup=False, highlight=False)
+
+
+def render_tests(summary: pd.DataFrame, keys: list[str], tested: list[str]) -> None:
+    """The paired tests of the `tested` metrics, one row per tested group and metric."""
     families = ", ".join(f"{_family(summary, m)} {m}" for m in tested)
     tests = Table(title="paired tests on per-user test metrics: each side averaged over its seeds per user, "
                         "pairs = users, Δ = group − baseline",
@@ -187,9 +179,9 @@ def render_table(summary: pd.DataFrame, keys: list[str], metrics: list[str], spl
     _console(tests).print(tests)
 
 
-def render_markdown(summary: pd.DataFrame, keys: list[str], metrics: list[str]) -> str:
+def render_markdown(summary: pd.DataFrame, keys: list[str], metrics: list[str], notes: list[str]) -> str:
     """One markdown table: mean ± std (best in bold), costs, n and teacher seeds, and the paired tests
-    (the Holm header names its family: the rows of that metric in this table with a Wilcoxon p)."""
+    (the Holm header names its family: the rows of that metric in this table with a Wilcoxon p); then `notes`."""
     tested = _tested(summary, metrics)
     costs = [(c, h) for c, h in COST_COLUMNS if c not in metrics]
     headers = [*keys, "role", *metrics, *(h for _, h in costs), "n", "teacher seeds"]
@@ -214,8 +206,7 @@ def render_markdown(summary: pd.DataFrame, keys: list[str], metrics: list[str]) 
             for m in tested:
                 cells += _test_cells(row, m)
         rows.append(cells)
-    note = _untested_note(summary, metrics)
-    return markdown_table(headers, rows) + "\n" + (f"\n{note}\n" if note else "")
+    return markdown_table(headers, rows) + "\n" + "".join(f"\n{note}\n" for note in notes)
 
 
 def machine_frame(summary: pd.DataFrame) -> pd.DataFrame:
@@ -233,14 +224,14 @@ def _plain(value: Any) -> Any:
 
 
 def render_json(summary: pd.DataFrame, keys: list[str], metrics: list[str], split: str, baseline: str | None,
-                failures: list[Failure]) -> str:
-    """Everything as one JSON object: settings, one record per group, failed jobs."""
+                failures: list[Failure], notes: list[str]) -> str:
+    """Everything as one JSON object: settings, one record per group, failed jobs, notes."""
     records = [{k: _plain(v) for k, v in record.items()} for record in machine_frame(summary).to_dict("records")]
     for record, runs, seeds in zip(records, summary["runs"], summary["seeds"]):
         record.update(runs=list(runs), seeds=[_plain(s) for s in seeds])
     document = {"split": split, "group_keys": keys, "metrics": metrics, "baseline": baseline or "student (same runs)",
                 "paired_tests": PROTOCOL,
-                "groups": records, "failed": [vars(f) for f in failures]}
+                "groups": records, "failed": [vars(f) for f in failures], "notes": notes}
     return json.dumps(document, indent=2) + "\n"
 
 
@@ -253,6 +244,20 @@ def report_failures(failures: list[Failure]) -> None:
     for failure in failures:
         message = failure.message.splitlines()[0] if failure.message else ""
         console.print(f"  {failure.run}: {failure.error}: {message[:160]}", markup=False, highlight=False)
+
+
+def with_tests(summary: pd.DataFrame, rows: pd.DataFrame, keys: list[str], metrics: list[str],
+               options: argparse.Namespace, configs: dict[str, dict[str, Any]]) -> tuple[pd.DataFrame, list[str]]:
+    """The summary with the paired tests' columns, and notes on the metrics left untested."""
+    if options.split == "test_without_refit":  # per-user values are saved for the refitted models only
+        return summary, ["no paired tests under --split test_without_refit: a refitted run saves per-user test "
+                         "values after its refit only (--split test tests those)"]
+    per_user = PerUser()
+    runs = sorted({run for group in summary["runs"] for run in group})
+    missing = without_per_user_values(runs, metrics, per_user)
+    notes = [f"not tested, no per-user values in these runs: {', '.join(missing)}"] if missing else []
+    tests = significance(summary, rows, keys, metrics, options.baseline, configs, per_user)
+    return pd.concat([summary, tests], axis=1), notes
 
 
 def compare_main(args: list[str]) -> None:
@@ -269,15 +274,17 @@ def compare_main(args: list[str]) -> None:
     rows = with_group_columns(runs, keys)
     summary = aggregate(rows, keys, metrics)
     summary.insert(summary.columns.get_loc("n") + 1, "teacher_seeds", teacher_seeds(summary, runs.configs))
-    summary = pd.concat([summary, significance(summary, rows, keys, metrics, options.baseline, runs.configs)], axis=1)
+    summary, notes = with_tests(summary, rows, keys, metrics, options, runs.configs)
     if options.format == "table":
-        render_table(summary, keys, metrics, options.split)
+        render_table(summary, keys, metrics, options.split, notes)
     elif options.format == "markdown":
-        sys.stdout.write(render_markdown(summary, keys, metrics))
+        sys.stdout.write(render_markdown(summary, keys, metrics, notes))
     elif options.format == "csv":
         sys.stdout.write(machine_frame(summary).to_csv(index=False))
+        for note in notes:  # stdout stays machine-readable
+            Console(stderr=True).print(note, markup=False, highlight=False)
     else:
-        sys.stdout.write(render_json(summary, keys, metrics, options.split, options.baseline, runs.failures))
+        sys.stdout.write(render_json(summary, keys, metrics, options.split, options.baseline, runs.failures, notes))
     if options.plot is not None:
         metric = metrics[0]
         save_figure(comparison_figure(summary, keys, metric, options.split), options.plot)

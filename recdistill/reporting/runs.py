@@ -172,7 +172,7 @@ def load_runs(paths: list[Path], split: str = "test") -> RunSet:
     if not files:
         raise RecdistillError(f"compare: no metrics.json below {[str(p) for p in paths]}"
                               + (f" ({len(failures)} failed job(s) with error.json)" if failures else ""))
-    rows, configs = [], {}
+    rows, configs, not_refitted = [], {}, []
     for file in files:
         run = str(file.parent)
         try:
@@ -182,15 +182,20 @@ def load_runs(paths: list[Path], split: str = "test") -> RunSet:
             for role in ROLE_ORDER:
                 if role in metrics:
                     block = metrics[role]
-                    if split == "test_without_refit" and split not in block:
-                        raise RecdistillError(f"compare --split test_without_refit: {run} ({role}) was not refitted "
-                                              "(trainer.refit_on_valid off); use --split test")
+                    if split not in block and split == "test_without_refit":
+                        not_refitted.append(run)
+                        continue
                     rows.append({"run": run, "seed": info.get("seed"), "role": role, "model": block.get("model"),
                                  **block[split], **{k: block["efficiency"].get(k) for k in EFFICIENCY}})
         except (OSError, json.JSONDecodeError, KeyError, TypeError) as problem:
             failures.append(Failure(run, "unreadable metrics.json", f"{type(problem).__name__}: {problem}"))
             configs.pop(run, None)
             rows = [r for r in rows if r["run"] != run]
+    if not_refitted:
+        runs = sorted(set(not_refitted))
+        raise RecdistillError(f"compare --split test_without_refit: {len(runs)} run(s) were not refitted "
+                              f"(trainer.refit_on_valid=true, a rating-task option): {', '.join(runs[:5])}"
+                              f"{', ...' if len(runs) > 5 else ''}; use --split test")
     if not rows:
         raise RecdistillError(f"compare: no readable metrics.json below {[str(p) for p in paths]}")
     repeats = repeated_runs(configs)

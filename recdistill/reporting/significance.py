@@ -227,15 +227,26 @@ def _pairs(group: pd.Series, rows: pd.DataFrame, keys: list[str], tested: list[s
     return f"{key}={value}", pairs
 
 
+def without_per_user_values(runs: list[str], metrics: list[str], per_user: PerUser) -> list[str]:
+    """The per-user metrics among `metrics` that no run's per_user.parquet holds (cut away by
+    scripts/keep_results.py, say): they cannot be tested, whatever the pairing."""
+    tables = [table for table in map(per_user, runs) if table is not None]
+    return [m for m in metrics if is_per_user(m) and not any(m in table for table in tables)]
+
+
 def significance(summary: pd.DataFrame, rows: pd.DataFrame, keys: list[str], metrics: list[str],
-                 baseline: str | None, configs: dict[str, dict[str, Any]]) -> pd.DataFrame:
+                 baseline: str | None, configs: dict[str, dict[str, Any]],
+                 per_user: PerUser | None = None) -> pd.DataFrame:
     """Per summary row: `baseline` and, per testable metric, the columns `<metric>_<s>` for s in STATISTICS
     (pairs = users, diff, ci_low, ci_high, p_ttest, p_wilcoxon, p_holm); NaN where a row is not tested.
+    Testable: a per-user metric that at least one run has per-user values of (`without_per_user_values`).
 
     p_holm adjusts, per metric, the Wilcoxon p-values of all tested rows of this table together (`holm`).
     """
-    tested = [m for m in metrics if is_per_user(m)]
-    per_user = PerUser()
+    per_user = per_user or PerUser()
+    runs = sorted({run for group in summary["runs"] for run in group})
+    missing = without_per_user_values(runs, metrics, per_user)
+    tested = [m for m in metrics if is_per_user(m) and m not in missing]
     parsed = parse_baseline(baseline, configs) if baseline else None
     records = []
     for _, group in summary.iterrows():
