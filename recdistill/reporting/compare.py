@@ -256,7 +256,8 @@ def with_tests(summary: pd.DataFrame, rows: pd.DataFrame, keys: list[str], metri
     runs = sorted({run for group in summary["runs"] for run in group})
     missing = without_per_user_values(runs, metrics, per_user)
     notes = [f"not tested, no per-user values in these runs: {', '.join(missing)}"] if missing else []
-    tests = significance(summary, rows, keys, metrics, options.baseline, configs, per_user)
+    testable = [m for m in metrics if m not in missing]
+    tests = significance(summary, rows, keys, testable, options.baseline, configs, per_user)
     return pd.concat([summary, tests], axis=1), notes
 
 

@@ -239,14 +239,12 @@ def significance(summary: pd.DataFrame, rows: pd.DataFrame, keys: list[str], met
                  per_user: PerUser | None = None) -> pd.DataFrame:
     """Per summary row: `baseline` and, per testable metric, the columns `<metric>_<s>` for s in STATISTICS
     (pairs = users, diff, ci_low, ci_high, p_ttest, p_wilcoxon, p_holm); NaN where a row is not tested.
-    Testable: a per-user metric that at least one run has per-user values of (`without_per_user_values`).
+    `per_user` shares the per_user.parquet files already read (by `without_per_user_values`, say).
 
     p_holm adjusts, per metric, the Wilcoxon p-values of all tested rows of this table together (`holm`).
     """
     per_user = per_user or PerUser()
-    runs = sorted({run for group in summary["runs"] for run in group})
-    missing = without_per_user_values(runs, metrics, per_user)
-    tested = [m for m in metrics if is_per_user(m) and m not in missing]
+    tested = [m for m in metrics if is_per_user(m)]
     parsed = parse_baseline(baseline, configs) if baseline else None
     records = []
     for _, group in summary.iterrows():
