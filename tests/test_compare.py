@@ -260,7 +260,7 @@ def test_csv_output_is_the_aggregated_table(sweep, capsys):
     kl = table[(table["distill.name"] == "kl") & (table.role == "student_kd")].iloc[0]
     assert kl["mae_mean"] == pytest.approx(0.72) and kl["accuracy_mean"] == pytest.approx(0.28)
     assert kl["n"] == 3 and kl["teacher_seeds"] == 1 and kl["seeds"] == "0;1;2"
-    assert kl["baseline"] == "student (same runs)"
+    assert kl["baseline"] == "student (same runs)" and set(table["split"]) == {"test"}
     assert list(table.columns[table.columns.get_loc("n"):][:2]) == ["n", "teacher_seeds"]
     assert {"mae_p_ttest", "mae_p_wilcoxon", "mae_p_holm", "mae_ci_low", "mae_ci_high", "mae_diff",
             "latency_ms_median_mean"} <= set(table.columns)
@@ -270,7 +270,9 @@ def test_csv_output_is_the_aggregated_table(sweep, capsys):
 
 def test_markdown_output_bolds_the_best_mean(sweep, capsys):
     compare_main([str(sweep), "--format", "markdown", "--split", "valid"])
-    lines = capsys.readouterr().out.splitlines()
+    caption, blank, *lines = capsys.readouterr().out.splitlines()
+    assert caption.startswith("valid metrics, mean ± std over the n runs (student seeds); paired tests on per-user "
+                              "test metrics") and blank == ""
     # p Holm's family: the 3 student_kd rows, each tested against the student alone
     assert lines[0].startswith("| distill.name | role | accuracy | mae | rmse | params | latency ms | n "
                                "| teacher seeds | baseline | pairs (users) accuracy | Δ accuracy | 95% CI accuracy "
@@ -279,6 +281,21 @@ def test_markdown_output_bolds_the_best_mean(sweep, capsys):
     teacher = next(line for line in lines if "| teacher |" in line)
     assert "**0.6100 ± 0.0000**" in teacher  # valid MAE of the teacher (test + 0.01), best of all groups
     assert len(lines) == 2 + 9
+
+
+def test_a_row_with_a_baseline_but_no_pairs_says_why(sweep, capsys):
+    for job in (3, 4):  # soft's two runs, their per-user file cut down to accuracy
+        path = sweep / str(job) / "per_user.parquet"
+        pd.read_parquet(path).drop(columns=["mae", "rmse"]).to_parquet(path, index=False)
+    compare_main([str(sweep), "--format", "json", "--metric", "mae"])
+    document = json.loads(capsys.readouterr().out)
+    soft = next(g for g in document["groups"] if g["distill.name"] == "soft" and g["role"] == "student_kd")
+    assert soft["mae_pairs"] == 0
+    assert document["notes"] == [f"0 pairs for distill.name=soft, role=student_kd on mae: none of its 2 run(s) has "
+                                 f"per-user mae values (per_user.parquet missing or without the column), "
+                                 f"e.g. {sweep / '3'}"]
+    compare_main([str(sweep), "--format", "json", "--metric", "accuracy"])
+    assert json.loads(capsys.readouterr().out)["notes"] == []
 
 
 def test_json_output_lists_groups_and_failures(sweep, capsys):

@@ -134,7 +134,8 @@ def test_a_baseline_group_is_averaged_over_seeds_then_paired_on_user(runs, tmp_p
 
 def test_markdown_table_shows_the_old_runs(runs, tmp_path):
     root, metrics = runs
-    lines = compare(str(root), "--format", "markdown", cwd=tmp_path).splitlines()
+    caption, blank, *lines = compare(str(root), "--format", "markdown", cwd=tmp_path).splitlines()
+    assert caption.startswith("test metrics, mean ± std over the n runs") and blank == ""
     assert lines[0].startswith("| distill.name | role | accuracy | mae | rmse | params | latency ms | n | teacher seeds "
                                "| baseline | pairs (users) accuracy | Δ accuracy | 95% CI accuracy | p t-test accuracy "
                                "| p Wilcoxon accuracy | p Holm accuracy (family of 2) |")

@@ -179,9 +179,10 @@ def render_tests(summary: pd.DataFrame, keys: list[str], tested: list[str]) -> N
     _console(tests).print(tests)
 
 
-def render_markdown(summary: pd.DataFrame, keys: list[str], metrics: list[str], notes: list[str]) -> str:
-    """One markdown table: mean ± std (best in bold), costs, n and teacher seeds, and the paired tests
-    (the Holm header names its family: the rows of that metric in this table with a Wilcoxon p); then `notes`."""
+def render_markdown(summary: pd.DataFrame, keys: list[str], metrics: list[str], split: str, notes: list[str]) -> str:
+    """A line naming the split, then one markdown table: mean ± std (best in bold), costs, n and teacher seeds, and
+    the paired tests (the Holm header names its family: the rows of that metric in this table with a Wilcoxon p);
+    then `notes`."""
     tested = _tested(summary, metrics)
     costs = [(c, h) for c, h in COST_COLUMNS if c not in metrics]
     headers = [*keys, "role", *metrics, *(h for _, h in costs), "n", "teacher seeds"]
@@ -206,7 +207,9 @@ def render_markdown(summary: pd.DataFrame, keys: list[str], metrics: list[str], 
             for m in tested:
                 cells += _test_cells(row, m)
         rows.append(cells)
-    return markdown_table(headers, rows) + "\n" + "".join(f"\n{note}\n" for note in notes)
+    caption = f"{split} metrics, mean ± std over the n runs (student seeds)" + (
+        "; paired tests on per-user test metrics, each side averaged over its seeds per user" if tested else "")
+    return f"{caption}\n\n" + markdown_table(headers, rows) + "\n" + "".join(f"\n{note}\n" for note in notes)
 
 
 def machine_frame(summary: pd.DataFrame) -> pd.DataFrame:
@@ -258,7 +261,28 @@ def with_tests(summary: pd.DataFrame, rows: pd.DataFrame, keys: list[str], metri
     notes = [f"not tested, no per-user values in these runs: {', '.join(missing)}"] if missing else []
     testable = [m for m in metrics if m not in missing]
     tests = significance(summary, rows, keys, testable, options.baseline, configs, per_user)
-    return pd.concat([summary, tests], axis=1), notes
+    summary = pd.concat([summary, tests], axis=1)
+    return summary, notes + unpaired_notes(summary, keys, testable, per_user)
+
+
+def unpaired_notes(summary: pd.DataFrame, keys: list[str], metrics: list[str], per_user: PerUser) -> list[str]:
+    """Why a row that has a baseline got 0 pairs on a metric: its runs hold no per-user values of it, or its users
+    and the baseline's do not meet (other data, or the baseline's runs lack the metric)."""
+    notes = []
+    for _, row in summary.iterrows():
+        for metric in metrics:
+            if row.get(f"{metric}_pairs") != 0:
+                continue
+            name = ", ".join(f"{key}={row[key]}" for key in [*keys, "role"])
+            lacking = [run for run in row["runs"] if (table := per_user(run)) is None or metric not in table]
+            if len(lacking) == len(row["runs"]):
+                reason = (f"none of its {len(lacking)} run(s) has per-user {metric} values "
+                          f"(per_user.parquet missing or without the column), e.g. {lacking[0]}")
+            else:
+                reason = (f"its users and those of the baseline ({row['baseline']}) with per-user {metric} values "
+                          "do not meet")
+            notes.append(f"0 pairs for {name} on {metric}: {reason}")
+    return notes
 
 
 def compare_main(args: list[str]) -> None:
@@ -279,9 +303,9 @@ def compare_main(args: list[str]) -> None:
     if options.format == "table":
         render_table(summary, keys, metrics, options.split, notes)
     elif options.format == "markdown":
-        sys.stdout.write(render_markdown(summary, keys, metrics, notes))
+        sys.stdout.write(render_markdown(summary, keys, metrics, options.split, notes))
     elif options.format == "csv":
-        sys.stdout.write(machine_frame(summary).to_csv(index=False))
+        sys.stdout.write(machine_frame(summary).assign(split=options.split).to_csv(index=False))
         for note in notes:  # stdout stays machine-readable
             Console(stderr=True).print(note, markup=False, highlight=False)
     else:
