@@ -175,7 +175,7 @@ def train_command(args: list[str]) -> None:
     if parallel and not distributed.is_main():
         run_dir = distributed.share(None)  # rank 0's run folder, once its Hydra has made it
         arguments = [a for a in arguments if not a.startswith("hydra.run.dir=")] + _follower_overrides(run_dir)
-    else:
+    elif any(a.startswith(("+hparams_search=", "hparams_search=", "hydra/sweeper=")) for a in arguments):
         Path("outputs").mkdir(exist_ok=True)  # the Optuna sweeper's SQLite study lives there
     sys.argv = ["recdistill train", *arguments]
     full_error = os.environ.get("HYDRA_FULL_ERROR")

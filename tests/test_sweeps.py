@@ -109,6 +109,7 @@ def test_a_sweep_with_a_failed_job_prints_the_summary_and_exits_1(tmp_path):
     rows = [line for line in output.splitlines() if "│ split.ratios=" in line or "│ +experiment" in line]
     assert any("│ done" in row for row in rows) and any("│ failed" in row and "ConfigError:" in row for row in rows)
     assert "1 done, 0 skipped, 1 failed" in output and "Traceback" not in output
+    assert not (tmp_path / "outputs").exists()  # the sweep folder was given: nothing under the working directory
 
 
 def test_a_sweep_whose_every_job_fails_exits_1(tmp_path):
