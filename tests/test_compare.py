@@ -3,6 +3,7 @@
 import copy
 import io
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -48,7 +49,8 @@ def write_run(folder, seed=0, distill="kl", mae=None, config=None, roles=("teach
         f"{next(iter(config['distill']['terms'].values()))['weight']} * {distill}"
     info = {"experiment": "synthetic_kd", "task": "rating", "seed": seed, "device": "cpu", "dataset": "synthetic",
             "teacher": "rating_transformer", "student": "rating_transformer", "distill": config["distill"]["name"],
-            "loss_formula": loss, "teacher_key": f"teacher-{config.get('teacher_seed', 0)}", "split_key": "def456",
+            "loss_formula": loss, "teacher_key": f"teacher-{config.get('teacher_seed', 0)}", "student_key": f"student-{seed}",
+            "split_key": "def456",
             "protocol": {"task": "rating", "split": {"name": "chrono_ratio", "ratios": [0.8, 0.1, 0.1]},
                          "history_length": 8},
             "stage_seconds": {"data": 0.5, "pretrain": 3.0, "extract": 0.25, "distill": 6.0, "evaluate": 1.0},
@@ -195,12 +197,66 @@ def test_a_baseline_value_is_averaged_over_its_seeds_then_joined_on_user(sweep):
     assert soft["mae_diff"] == pytest.approx((candidate - baseline).mean())
     assert soft["mae_p_ttest"] == pytest.approx(stats.ttest_rel(candidate, baseline).pvalue)
     assert tests[summary["distill.name"] == "none"]["baseline"].eq("(baseline)").all()
+    # the one cached teacher (teacher_key teacher-0 in every run) is not compared with itself, nor counted by Holm
     teacher = tests[(summary.role == "teacher") & (summary["distill.name"] == "kl")].iloc[0]
-    assert teacher["mae_p_ttest"] == 1.0 and teacher["mae_p_wilcoxon"] == 1.0  # the same teacher in every run
+    assert teacher["baseline"] == "(same models)" and np.isnan(teacher["mae_p_wilcoxon"])
+    # kl's student alone is none's (seeds 0-2, same keys); soft's has seeds 0-1 only, so it is a comparison
+    student = tests[(summary.role == "student") & (summary["distill.name"] == "kl")].iloc[0]
+    assert student["baseline"] == "(same models)"
+    family = tests["mae_p_wilcoxon"].notna()
+    assert set(zip(summary.loc[family, "distill.name"], summary.loc[family, "role"])) == {
+        ("kl", "student_kd"), ("soft", "student_kd"), ("soft", "student")}
+    assert np.allclose(tests.loc[family, "mae_p_holm"], holm(tests.loc[family, "mae_p_wilcoxon"].to_numpy()))
     with pytest.raises(RecdistillError, match="values found"):
         significance(summary, rows, keys, ["mae"], "distill.name=hard", runs.configs)
     with pytest.raises(RecdistillError, match="KEY=VALUE"):
         significance(summary, rows, keys, ["mae"], "distill.name", runs.configs)
+    with pytest.raises(RecdistillError, match=r"'distill' is not in any run's config; keys whose value differs "
+                                              r"between these runs: \['distill.name'"):
+        significance(summary, rows, keys, ["mae"], "distill=none", runs.configs)
+
+
+def test_teachers_of_different_seeds_are_tested_against_the_baseline_seeds(tmp_path):
+    for seed in (0, 1):
+        config = base_config(seed, "kl", tmp_path / str(seed)) | {"teacher_seed": seed}
+        write_run(tmp_path / str(seed), seed=seed, config=config)
+    runs, keys, rows, summary = summarise([tmp_path], by=["seed"])
+    tests = significance(summary, rows, keys, ["mae"], "seed=0", runs.configs)
+    teacher = tests[(summary.role == "teacher") & (summary["seed"] == "1")].iloc[0]
+    assert teacher["baseline"] == "seed=0" and teacher["mae_pairs"] == N_USERS
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda t: t.drop(columns=["user"]), r"lacks the column\(s\) \['user'\]"),
+    (lambda t: t.drop(columns=["role"]), r"lacks the column\(s\) \['role'\]"),
+    (lambda t: t.assign(mae=t["mae"].astype(str)), r"column\(s\) \['mae'\] are not numeric"),
+    (None, "is not a readable per-user parquet file"),
+])
+def test_a_damaged_per_user_file_is_a_clean_error_naming_it(sweep, damage, message):
+    path = sweep / "4" / "per_user.parquet"
+    if damage is None:
+        path.write_bytes(b"not parquet at all")
+    else:
+        damage(pd.read_parquet(path)).to_parquet(path, index=False)
+    with pytest.raises(RecdistillError, match=message) as raised:
+        compare_main([str(sweep), "--format", "json", "--metric", "mae"])
+    assert str(path) in str(raised.value)
+
+
+def test_metric_names_are_matched_without_regard_to_case(sweep, capsys):
+    compare_main([str(sweep), "--format", "json", "--metric", "MAE"])
+    assert json.loads(capsys.readouterr().out)["metrics"] == ["mae"]
+
+
+def test_runs_without_the_student_alone_say_so_in_the_note(sweep, capsys):
+    for job in (3, 4):  # soft's runs, their student-alone rows cut
+        path = sweep / str(job) / "per_user.parquet"
+        table = pd.read_parquet(path)
+        table[table.role != "student"].to_parquet(path, index=False)
+    compare_main([str(sweep), "--format", "json", "--metric", "mae"])
+    (note,) = json.loads(capsys.readouterr().out)["notes"]
+    assert note.startswith("0 pairs for distill.name=soft, role=student_kd on mae: its runs have no per-user rows of "
+                           "the student trained alone")
 
 
 def write_per_user(folder, maes):
@@ -307,10 +363,12 @@ def test_json_output_lists_groups_and_failures(sweep, capsys):
     kl = next(g for g in document["groups"] if g["distill.name"] == "kl" and g["role"] == "student_kd")
     assert kl["mae_mean"] == pytest.approx(0.72) and len(kl["runs"]) == 3 and kl["mae_pairs"] == N_USERS
     assert kl["n"] == 3 and kl["teacher_seeds"] == 1
-    # the student alone of kl has the seeds of none's (0-2): the same per-user means, nothing to tell apart;
-    # soft's has seeds 0-1 only, so its per-user means differ from none's means over 0-2 (seed-paired, they did not)
+    # the student alone of kl is none's very models (seeds 0-2): not tested; soft's has seeds 0-1 only, so its
+    # per-user means differ from none's means over 0-2 (seed-paired, they did not)
     kl_student = next(g for g in document["groups"] if g["distill.name"] == "kl" and g["role"] == "student")
-    assert kl_student["mae_diff"] == 0.0 and kl_student["mae_p_ttest"] == 1.0 and kl_student["mae_p_wilcoxon"] == 1.0
+    assert kl_student["baseline"] == "(same models)" and kl_student["mae_pairs"] is None
+    soft_student = next(g for g in document["groups"] if g["distill.name"] == "soft" and g["role"] == "student")
+    assert soft_student["baseline"] == "distill.name=none" and soft_student["mae_pairs"] == N_USERS
 
 
 def test_table_output_names_groups_roles_and_tests(sweep, capsys):
@@ -339,6 +397,9 @@ def test_the_plot_is_a_png_with_a_sweep_panel(tmp_path, capsys):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert matplotlib.image.imread(three_panels).shape[1] > 1.4 * matplotlib.image.imread(two_panels).shape[1]
     assert not list((tmp_path / "plots").glob(".*tmp"))
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert all(path.stat().st_mode & 0o777 == 0o666 & ~mask for path in (two_panels, three_panels))
 
 
 def test_user_mistakes_are_clean_errors(sweep, tmp_path):
@@ -348,6 +409,12 @@ def test_user_mistakes_are_clean_errors(sweep, tmp_path):
         compare_main([str(sweep), "--plot", str(tmp_path / "figure.pdf")])
     with pytest.raises(RecdistillError, match="does not exist"):
         compare_main([str(tmp_path / "nowhere")])
+    with pytest.raises(RecdistillError, match="could not write /proc/figure.png"):
+        compare_main([str(sweep), "--plot", "/proc/figure.png"])
+    (tmp_path / "unreadable" / "0").mkdir(parents=True)
+    (tmp_path / "unreadable" / "0" / "metrics.json").write_text("{not json")
+    with pytest.raises(RecdistillError, match=r"no readable metrics.json .*unreadable/0/metrics.json: JSONDecodeError"):
+        compare_main([str(tmp_path / "unreadable")])
     write_failure(tmp_path / "only_failures" / "0")
     with pytest.raises(RecdistillError, match="no metrics.json.*1 failed job"):
         compare_main([str(tmp_path / "only_failures")])

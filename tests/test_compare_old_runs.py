@@ -118,7 +118,8 @@ def test_a_baseline_group_is_averaged_over_seeds_then_paired_on_user(runs, tmp_p
             assert groups[("kl", role)][f"{metric}_mean"] == pytest.approx(
                 values(metrics, "kl", role, metric, "valid").mean(), abs=1e-12)
         assert groups[("hybrid", role)]["baseline"] == "(baseline)"
-        assert groups[("kl", role)]["baseline"] == "distill.name=hybrid"
+        # the teacher and the student alone are the same cached models in both groups: not tested
+        assert groups[("kl", role)]["baseline"] == ("distill.name=hybrid" if role == "student_kd" else "(same models)")
     kd = groups[("kl", "student_kd")]
     for metric in METRICS:
         sides = []
@@ -128,8 +129,7 @@ def test_a_baseline_group_is_averaged_over_seeds_then_paired_on_user(runs, tmp_p
             sides.append(pd.concat(parts, ignore_index=True).groupby(["seed", "user"], as_index=False).mean())
         joined = sides[0].merge(sides[1], on=["seed", "user"], suffixes=("", "_baseline"))  # one pair per user
         check_tests(kd, metric, joined[metric].to_numpy(float), joined[f"{metric}_baseline"].to_numpy(float))
-    teacher = groups[("kl", "teacher")]  # the same teacher in both groups: nothing to tell apart
-    assert teacher["mae_diff"] == 0.0 and teacher["mae_p_ttest"] == 1.0 and teacher["mae_p_wilcoxon"] == 1.0
+    assert all(groups[("kl", role)]["mae_pairs"] is None for role in ("teacher", "student"))
 
 
 def test_markdown_table_shows_the_old_runs(runs, tmp_path):

@@ -27,7 +27,7 @@ from recdistill.reporting.plots import comparison_figure, save_figure
 from recdistill.reporting.run_report import markdown_table
 from recdistill.reporting.runs import (HEADLINE_K, Failure, aggregate, group_keys, headline_metrics,
                                        higher_is_better, load_runs, with_group_columns)
-from recdistill.reporting.significance import (PROTOCOL, PerUser, is_per_user, significance,
+from recdistill.reporting.significance import (PROTOCOL, STUDENT_ALONE, PerUser, is_per_user, significance,
                                                without_per_user_values)
 
 #: Metrics shown when no --metric is given: each task's headline metrics in the metric catalogue.
@@ -158,7 +158,7 @@ def render_table(summary: pd.DataFrame, keys: list[str], metrics: list[str], spl
     if tested:
         render_tests(summary, keys, tested)
     for note in notes:
-        Console().print(note, markup=False, highlight=False)
+        Console().print(note, markup=False, highlight=False, soft_wrap=True)
 
 
 def render_tests(summary: pd.DataFrame, keys: list[str], tested: list[str]) -> None:
@@ -243,10 +243,10 @@ def report_failures(failures: list[Failure]) -> None:
     if not failures:
         return
     console = Console(stderr=True)
-    console.print(f"[yellow]warning: {len(failures)} failed job(s) left out:[/yellow]")
+    console.print(f"[yellow]warning: {len(failures)} failed job(s) or unreadable run(s) left out:[/yellow]")
     for failure in failures:
         message = failure.message.splitlines()[0] if failure.message else ""
-        console.print(f"  {failure.run}: {failure.error}: {message[:160]}", markup=False, highlight=False)
+        console.print(f"  {failure.run}: {failure.error}: {message[:160]}", markup=False, highlight=False, soft_wrap=True)
 
 
 def with_tests(summary: pd.DataFrame, rows: pd.DataFrame, keys: list[str], metrics: list[str],
@@ -278,6 +278,10 @@ def unpaired_notes(summary: pd.DataFrame, keys: list[str], metrics: list[str], p
             if len(lacking) == len(row["runs"]):
                 reason = (f"none of its {len(lacking)} run(s) has per-user {metric} values "
                           f"(per_user.parquet missing or without the column), e.g. {lacking[0]}")
+            elif row["baseline"] == STUDENT_ALONE and not any(
+                    (per_user(run)["role"] == "student").any() for run in row["runs"] if run not in lacking):
+                reason = ("its runs have no per-user rows of the student trained alone (role `student`; "
+                          "train_student_alone=false?); pair with another group instead: --baseline KEY=VALUE")
             else:
                 reason = (f"its users and those of the baseline ({row['baseline']}) with per-user {metric} values "
                           "do not meet")
@@ -291,7 +295,8 @@ def compare_main(args: list[str]) -> None:
     if options.plot is not None and options.plot.suffix.lower() != ".png":
         raise RecdistillError(f"compare: --plot {options.plot} must name a .png file")
     runs = load_runs(options.paths, options.split)
-    metrics = list(dict.fromkeys(options.metric or headline_metrics(runs.metrics)))
+    lower = {m.lower(): m for m in runs.metrics}
+    metrics = list(dict.fromkeys(lower.get(m.lower(), m) for m in options.metric or headline_metrics(runs.metrics)))
     unknown = [m for m in metrics if m not in runs.metrics]
     if unknown:
         raise RecdistillError(f"compare: unknown metric(s) {unknown}; valid: {runs.metrics}")
@@ -307,11 +312,11 @@ def compare_main(args: list[str]) -> None:
     elif options.format == "csv":
         sys.stdout.write(machine_frame(summary).assign(split=options.split).to_csv(index=False))
         for note in notes:  # stdout stays machine-readable
-            Console(stderr=True).print(note, markup=False, highlight=False)
+            Console(stderr=True).print(note, markup=False, highlight=False, soft_wrap=True)
     else:
         sys.stdout.write(render_json(summary, keys, metrics, options.split, options.baseline, runs.failures, notes))
     if options.plot is not None:
         metric = metrics[0]
         save_figure(comparison_figure(summary, keys, metric, options.split), options.plot)
-        Console(stderr=True).print(f"wrote {options.plot}", markup=False, highlight=False)
+        Console(stderr=True).print(f"wrote {options.plot}", markup=False, highlight=False, soft_wrap=True)
     report_failures(runs.failures)

@@ -197,7 +197,10 @@ def load_runs(paths: list[Path], split: str = "test") -> RunSet:
                               f"(trainer.refit_on_valid=true, a rating-task option): {', '.join(runs[:5])}"
                               f"{', ...' if len(runs) > 5 else ''}; use --split test")
     if not rows:
-        raise RecdistillError(f"compare: no readable metrics.json below {[str(p) for p in paths]}")
+        unreadable = [f for f in failures if f.error == "unreadable metrics.json"]
+        raise RecdistillError(f"compare: no readable metrics.json below {[str(p) for p in paths]}"
+                              + "".join(f"; {f.run}/metrics.json: {f.message}" for f in unreadable[:3])
+                              + ("; ..." if len(unreadable) > 3 else ""))
     repeats = repeated_runs(configs)
     if repeats:
         log.warning("compare: %d run(s) repeat the config and seed of another run and are left out, so that no "

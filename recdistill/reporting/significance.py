@@ -9,6 +9,8 @@ Protocol (one summary row = one group of runs, its seeds being repetitions):
     group's runs (only the runs holding that user in both roles).
   - `--baseline KEY=VALUE`: every group against the runs whose config has KEY=VALUE, same role. Each side is
     averaged per user over its own runs first, then the sides are joined on user (users on both sides only).
+    A row whose cached models (teacher, student alone: same `teacher_key` / `student_key`) are the baseline's
+    own is not tested (`(same models)`): the one teacher of a strategy sweep is not compared with itself.
 * Tests on the per-user pairs (`pairs` = number of users): paired t-test and Wilcoxon signed-rank (scipy.stats).
 * Effect: the mean per-user difference (group - baseline) with a 95% percentile bootstrap interval
   (`bootstrap_ci`: 2,000 resamples of users, fixed seed).
@@ -32,12 +34,14 @@ from scipy import stats
 from recdistill.errors import RecdistillError
 from recdistill.evaluation.metrics import is_metric_column
 from recdistill.evaluation.metrics import is_per_user as metric_is_per_user
-from recdistill.reporting.runs import MISSING, as_number, label
+from recdistill.reporting.runs import MISSING, as_number, label, varying_keys
 
 log = logging.getLogger(__name__)
 
 #: The baseline column's text in default mode.
 STUDENT_ALONE = "student (same runs)"
+#: The baseline column's text for a row whose models are the baseline's own (not tested).
+SAME_MODELS = "(same models)"
 #: Bootstrap resamples of the users for the confidence interval of the mean difference.
 BOOTSTRAP_RESAMPLES = 2000
 #: Resampled values held in memory at once (resamples x users), ~80 MB of float64.
@@ -120,32 +124,61 @@ def paired_tests(candidate: np.ndarray, baseline: np.ndarray) -> dict[str, float
 
 
 class PerUser:
-    """Reads each run's per_user.parquet once."""
+    """Reads each run's per_user.parquet and the `run` block of its metrics.json once."""
 
     def __init__(self) -> None:
         self._tables: dict[str, pd.DataFrame | None] = {}
-        self._data: dict[str, str] = {}
+        self._info: dict[str, dict[str, Any]] = {}
 
     def __call__(self, run: str) -> pd.DataFrame | None:
-        """The run's per-user test metrics, or None (with a warning) when the file is missing."""
+        """The run's per-user test metrics, or None (with a warning) when the file is missing.
+
+        Raises RecdistillError naming the file when it is not parquet, lacks the `role` or `user` column, or holds
+        a metric column that is not numeric."""
         if run not in self._tables:
             path = Path(run) / "per_user.parquet"
             if path.exists():
-                self._tables[run] = pd.read_parquet(path)
+                self._tables[run] = _read_per_user(path)
             else:
                 log.warning("%s not found; the run is left out of the paired tests", path)
                 self._tables[run] = None
         return self._tables[run]
 
+    def _run_info(self, run: str) -> dict[str, Any]:
+        if run not in self._info:
+            try:
+                info = json.loads((Path(run) / "metrics.json").read_text())["run"]
+                self._info[run] = info if isinstance(info, dict) else {}
+            except (OSError, ValueError, KeyError, TypeError):
+                self._info[run] = {}
+        return self._info[run]
+
     def data(self, run: str) -> str:
         """The data the run's users belong to: its split key (metrics.json), "" when not recorded. Users of
         different data (e.g. synthetic data generated per seed) are different units, never averaged together."""
-        if run not in self._data:
-            try:
-                self._data[run] = str(json.loads((Path(run) / "metrics.json").read_text())["run"].get("split_key") or "")
-            except (OSError, ValueError, KeyError, TypeError):
-                self._data[run] = ""
-        return self._data[run]
+        return str(self._run_info(run).get("split_key") or "")
+
+    def model_key(self, run: str, role: str) -> str | None:
+        """The model cache key of a cached role (`teacher`, `student` alone) in the run, None when not recorded:
+        runs with the same key hold the very same trained model."""
+        key = self._run_info(run).get(f"{role}_key") if role in ("teacher", "student") else None
+        return str(key) if key else None
+
+
+def _read_per_user(path: Path) -> pd.DataFrame:
+    """A per_user.parquet file, checked: `role` and `user` columns, numeric metric columns."""
+    try:
+        table = pd.read_parquet(path)
+    except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is a ValueError
+        raise RecdistillError(f"compare: {path} is not a readable per-user parquet file: {error}") from None
+    missing = [column for column in ("role", "user") if column not in table]
+    if missing:
+        raise RecdistillError(f"compare: {path} lacks the column(s) {missing}; a per-user file has role, user and "
+                              f"one column per metric (columns found: {list(table.columns)})")
+    text = [c for c in table.columns if c not in ("role", "user") and not pd.api.types.is_numeric_dtype(table[c])]
+    if text:
+        raise RecdistillError(f"compare: {path}: column(s) {text} are not numeric; per-user metrics are numbers")
+    return table
 
 
 def parse_baseline(spec: str, configs: dict[str, dict[str, Any]]) -> tuple[str, str, set[str]]:
@@ -155,7 +188,8 @@ def parse_baseline(spec: str, configs: dict[str, dict[str, Any]]) -> tuple[str, 
     key, value = (part.strip() for part in spec.split("=", 1))
     seen = {label(flat.get(key, MISSING)) for flat in configs.values()}
     if all(key not in flat for flat in configs.values()):
-        raise RecdistillError(f"compare: --baseline key {key!r} is not in any run's config")
+        raise RecdistillError(f"compare: --baseline key {key!r} is not in any run's config; keys whose value differs "
+                              f"between these runs: {varying_keys(configs)}")
     wanted = as_number(value)
 
     def matches(text: str) -> bool:
@@ -219,12 +253,22 @@ def _pairs(group: pd.Series, rows: pd.DataFrame, keys: list[str], tested: list[s
         return "(baseline)", {}
     if not reference:
         return "", {}
+    if _same_models(group["runs"], reference, group["role"], per_user):
+        return SAME_MODELS, {}
     pairs = {}
     for m in tested:
         mine = _user_means(list(group["runs"]), group["role"], m, per_user)
         theirs = _user_means(reference, group["role"], m, per_user)
         pairs[m] = mine.merge(theirs, on=["data", "user"], suffixes=("", "_baseline"))
     return f"{key}={value}", pairs
+
+
+def _same_models(runs: tuple[str, ...], reference: list[str], role: str, per_user: PerUser) -> bool:
+    """Whether the group's runs and the baseline's hold the very same cached models of `role` (e.g. the one
+    teacher of a strategy sweep): identical models are not a comparison, so the row is not tested."""
+    mine = {per_user.model_key(run, role) for run in runs}
+    theirs = {per_user.model_key(run, role) for run in reference}
+    return None not in mine | theirs and mine == theirs
 
 
 def without_per_user_values(runs: list[str], metrics: list[str], per_user: PerUser) -> list[str]:

@@ -21,7 +21,8 @@ import pandas as pd
 from recdistill.errors import StorageError
 
 #: File-system refusals reported as a StorageError (anything else propagates unchanged).
-STORAGE_ERRNOS = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EFBIG)
+STORAGE_ERRNOS = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EFBIG, errno.ENOENT,
+                  errno.ENOTDIR)
 
 
 def _refused(path: Path, error: OSError) -> StorageError:
@@ -30,6 +31,13 @@ def _refused(path: Path, error: OSError) -> StorageError:
                         "its previous version, if any, is unchanged. Free space or make the folder writable (or "
                         "point hydra.run.dir / cache_dir elsewhere), then run the same command again: finished "
                         "work is reused")
+
+
+def _umask() -> int:
+    """The process's file-creation mask (read by setting it, then putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 @contextmanager
@@ -44,6 +52,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
         tmp = Path(tmp_name)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the result gets the mode open() would give it
         yield tmp
         os.replace(tmp, path)
     except OSError as error:
