@@ -49,7 +49,8 @@ def write_run(folder, seed=0, distill="kl", mae=None, config=None, roles=("teach
         f"{next(iter(config['distill']['terms'].values()))['weight']} * {distill}"
     info = {"experiment": "synthetic_kd", "task": "rating", "seed": seed, "device": "cpu", "dataset": "synthetic",
             "teacher": "rating_transformer", "student": "rating_transformer", "distill": config["distill"]["name"],
-            "loss_formula": loss, "teacher_key": f"teacher-{config.get('teacher_seed', 0)}", "student_key": f"student-{seed}",
+            "loss_formula": loss, "teacher_key": f"teacher-{config.get('teacher_seed', 0)}",
+            "student_key": f"student-{seed}",
             "split_key": "def456",
             "protocol": {"task": "rating", "split": {"name": "chrono_ratio", "ratios": [0.8, 0.1, 0.1]},
                          "history_length": 8},

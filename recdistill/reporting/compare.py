@@ -246,7 +246,8 @@ def report_failures(failures: list[Failure]) -> None:
     console.print(f"[yellow]warning: {len(failures)} failed job(s) or unreadable run(s) left out:[/yellow]")
     for failure in failures:
         message = failure.message.splitlines()[0] if failure.message else ""
-        console.print(f"  {failure.run}: {failure.error}: {message[:160]}", markup=False, highlight=False, soft_wrap=True)
+        console.print(f"  {failure.run}: {failure.error}: {message[:160]}", markup=False, highlight=False,
+                      soft_wrap=True)
 
 
 def with_tests(summary: pd.DataFrame, rows: pd.DataFrame, keys: list[str], metrics: list[str],
